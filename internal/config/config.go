@@ -1,0 +1,142 @@
+// Package config reads keyward's configuration file, a TOML file (default
+// /etc/keyward/keyward.toml) in which every setting has a default. The
+// settings are documented in docs/configuration.md.
+//
+// Decoding is strict: an unknown key is an error, so a typo cannot silently
+// leave a setting at its default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where keyward looks for its configuration file.
+const DefaultPath = "/etc/keyward/keyward.toml"
+
+// MaxFileSize bounds the configuration file.
+const MaxFileSize = 1 << 20
+
+// Config is the whole configuration. The zero value is not useful: start
+// from [Default] or [Load].
+type Config struct {
+	// Backend selects the root-key backend: "pkcs11".
+	Backend string `toml:"backend"`
+	Store   Store  `toml:"store"`
+	PKCS11  PKCS11 `toml:"pkcs11"`
+}
+
+// Store configures the envelope store.
+type Store struct {
+	// Dir is the store directory.
+	Dir string `toml:"dir"`
+	// MachineIDFile is the machine-id file envelopes are bound to.
+	MachineIDFile string `toml:"machine_id_file"`
+}
+
+// PKCS11 configures the PKCS#11 backend.
+type PKCS11 struct {
+	// URI names the module, token and key (RFC 7512).
+	URI string `toml:"uri"`
+	// PINFile is a file holding the user PIN (mode 0600 or stricter).
+	PINFile string `toml:"pin_file"`
+	// PINCredential is the name of the systemd credential holding the PIN,
+	// read from $CREDENTIALS_DIRECTORY when that is set.
+	PINCredential string `toml:"pin_credential"`
+	// MaxSessions bounds the PKCS#11 session pool.
+	MaxSessions int `toml:"max_sessions"`
+}
+
+// Default returns the configuration used when no file exists.
+func Default() Config {
+	return Config{
+		Backend: "pkcs11",
+		Store: Store{
+			Dir:           "/var/lib/keyward",
+			MachineIDFile: "/etc/machine-id",
+		},
+		PKCS11: PKCS11{
+			URI:           "pkcs11:token=keyward;object=keyward-kek?module-path=/usr/lib/softhsm/libsofthsm2.so",
+			PINCredential: "keyward-pin",
+			MaxSessions:   8,
+		},
+	}
+}
+
+// Load reads the file at path over the defaults. If required is false and
+// the file does not exist, Load returns the defaults.
+func Load(path string, required bool) (Config, error) {
+	cfg := Default()
+	b, err := readBounded(path)
+	if errors.Is(err, fs.ErrNotExist) && !required {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("failed to read the configuration: %w", err)
+	}
+	if err := Parse(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML b over cfg and validates the result.
+func Parse(b []byte, cfg *Config) error {
+	md, err := toml.Decode(string(b), cfg)
+	if err != nil {
+		return err
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = strconv.Quote(k.String())
+		}
+		return fmt.Errorf("unknown setting %s (see docs/configuration.md)", strings.Join(keys, ", "))
+	}
+	return cfg.Validate()
+}
+
+// Validate checks settings that have a fixed set of values or a range.
+func (c *Config) Validate() error {
+	switch c.Backend {
+	case "pkcs11":
+		if c.PKCS11.URI == "" {
+			return errors.New("pkcs11.uri is empty")
+		}
+	default:
+		return fmt.Errorf("backend %q is not known; use \"pkcs11\"", c.Backend)
+	}
+	if c.Store.Dir == "" {
+		return errors.New("store.dir is empty")
+	}
+	if c.Store.MachineIDFile == "" {
+		return errors.New("store.machine_id_file is empty")
+	}
+	if c.PKCS11.MaxSessions < 1 || c.PKCS11.MaxSessions > 256 {
+		return fmt.Errorf("pkcs11.max_sessions is %d; use 1 to 256", c.PKCS11.MaxSessions)
+	}
+	return nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
+	}
+	return b, nil
+}

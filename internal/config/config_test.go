@@ -1,0 +1,79 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keyward.toml")
+
+	cfg, err := Load(path, false)
+	if err != nil || cfg != Default() {
+		t.Fatalf("Load(missing, optional) = %+v, %v; want defaults", cfg, err)
+	}
+	if _, err := Load(path, true); err == nil {
+		t.Errorf("Load(missing, required) = nil error")
+	}
+
+	os.WriteFile(path, []byte("[store]\ndir = \"/srv/kw\"\n[pkcs11]\nmax_sessions = 4\n"), 0o600)
+	cfg, err = Load(path, true)
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	if cfg.Store.Dir != "/srv/kw" || cfg.PKCS11.MaxSessions != 4 || cfg.Store.MachineIDFile != "/etc/machine-id" {
+		t.Errorf("Load() = %+v; want overrides over defaults", cfg)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := map[string]string{
+		"unknown key":     "[store]\ndirr = \"/x\"\n",
+		"unknown table":   "[stor]\ndir = \"/x\"\n",
+		"bad backend":     "backend = \"vault\"\n",
+		"empty dir":       "[store]\ndir = \"\"\n",
+		"sessions 0":      "[pkcs11]\nmax_sessions = 0\n",
+		"wrong type":      "[pkcs11]\nmax_sessions = \"8\"\n",
+		"syntax":          "[store\n",
+		"empty uri":       "[pkcs11]\nuri = \"\"\n",
+		"empty machineid": "[store]\nmachine_id_file = \"\"\n",
+	}
+	for name, text := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := Default()
+			if err := Parse([]byte(text), &cfg); err == nil {
+				t.Errorf("Parse(%q) = nil error", text)
+			}
+		})
+	}
+	cfg := Default()
+	err := Parse([]byte("[store]\ndirr = \"/x\"\n"), &cfg)
+	if err == nil || !strings.Contains(err.Error(), `"store.dirr"`) {
+		t.Errorf("Parse(typo) = %v; want the key named", err)
+	}
+}
+
+func TestLoadRefusesHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.toml")
+	os.WriteFile(path, []byte(strings.Repeat("#", MaxFileSize+1)), 0o600)
+	if _, err := Load(path, true); err == nil {
+		t.Errorf("Load(oversized) = nil error")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("backend = \"pkcs11\"\n[store]\ndir = \"/var/lib/keyward\"\n"))
+	f.Add([]byte("[pkcs11]\nuri = \"pkcs11:token=a\"\nmax_sessions = 3\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg := Default()
+		if err := Parse(b, &cfg); err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Parse accepted a configuration that does not validate: %v", err)
+		}
+	})
+}

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Envelope format v1 (docs/envelope.md). All integers are big-endian.
+//
+//	magic        8 bytes  "KEYWARD" 0x01 (the last byte is the format version)
+//	name         u8 length, bytes (a valid secret name)
+//	version      u32 (>= 1)
+//	created      i64 Unix seconds
+//	expires      i64 Unix seconds, 0 = never
+//	key id       u8 length, bytes (1..255, printable ASCII)
+//	host         16 bytes
+//	wrapped key  u16 length, bytes (1..MaxWrappedKeySize)
+//	nonce        12 bytes
+//	ciphertext   u32 length, bytes (16..MaxSecretSize+16)
+//
+// Everything before the ciphertext length is the header and is the
+// additional authenticated data of the AES-256-GCM ciphertext.
+const (
+	// MaxSecretSize is the largest secret value, in bytes.
+	MaxSecretSize = 64 << 10
+	// MaxWrappedKeySize bounds the backend's wrapped data key.
+	MaxWrappedKeySize = 4096
+	// MaxEnvelopeSize bounds a whole envelope file.
+	MaxEnvelopeSize = 8 + 1 + 255 + 4 + 8 + 8 + 1 + 255 + HostIDSize + 2 + MaxWrappedKeySize + nonceSize + 4 + MaxSecretSize + tagSize
+
+	nonceSize = 12
+	tagSize   = 16
+)
+
+var magic = [8]byte{'K', 'E', 'Y', 'W', 'A', 'R', 'D', 1}
+
+// A Header is the authenticated, unencrypted part of an envelope: what
+// `keyward inspect` shows.
+type Header struct {
+	Name       string
+	Version    uint32
+	Created    time.Time // whole seconds
+	Expires    time.Time // zero: never
+	KeyID      string    // the backend's [Backend.KeyID]
+	Host       HostID
+	WrappedKey []byte
+	Nonce      [nonceSize]byte
+}
+
+// Backend returns the backend kind named by the key id ("pkcs11", "tpm").
+func (h *Header) Backend() string { return backendKind(h.KeyID) }
+
+// An Envelope is one stored version of one secret: a header and the
+// ciphertext of the secret under its data key.
+type Envelope struct {
+	Header
+	Ciphertext []byte
+}
+
+// A ParseError describes a malformed envelope. Parse returns it for any
+// input that is not a well-formed v1 envelope.
+type ParseError struct{ err error }
+
+func (e *ParseError) Error() string { return "malformed envelope: " + e.err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ParseError) Unwrap() error { return e.err }
+
+func parseErrorf(format string, args ...any) error {
+	return &ParseError{fmt.Errorf(format, args...)}
+}
+
+// ErrUnknownFormat is wrapped by the ParseError for an envelope whose magic
+// or format version this build does not know.
+var ErrUnknownFormat = errors.New("not a keyward envelope, or a newer format version")
+
+// Parse decodes an envelope. It is strict: every field is bounded and
+// validated and no trailing bytes are allowed, so that Marshal(Parse(b))
+// equals b. On failure it returns nil and a *ParseError.
+func Parse(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelopeSize {
+		return nil, parseErrorf("%d bytes is larger than the %d-byte limit", len(b), MaxEnvelopeSize)
+	}
+	r := reader{b: b}
+	if m := r.bytes(len(magic)); r.err != nil || [8]byte(m) != magic {
+		return nil, &ParseError{ErrUnknownFormat}
+	}
+	var e Envelope
+	e.Name = string(r.bytes(int(r.u8())))
+	e.Version = r.u32()
+	e.Created = time.Unix(int64(r.u64()), 0).UTC()
+	if exp := int64(r.u64()); exp != 0 {
+		e.Expires = time.Unix(exp, 0).UTC()
+	}
+	e.KeyID = string(r.bytes(int(r.u8())))
+	e.Host = HostID(r.bytes(HostIDSize))
+	e.WrappedKey = r.bytes(int(r.u16()))
+	e.Nonce = [nonceSize]byte(r.bytes(nonceSize))
+	e.Ciphertext = r.bytes(int(r.u32()))
+	if r.err != nil {
+		return nil, &ParseError{r.err}
+	}
+	if r.off != len(b) {
+		return nil, parseErrorf("%d trailing bytes", len(b)-r.off)
+	}
+	if err := e.Header.validate(); err != nil {
+		return nil, &ParseError{err}
+	}
+	if n := len(e.Ciphertext); n < tagSize || n > MaxSecretSize+tagSize {
+		return nil, parseErrorf("ciphertext of %d bytes is out of range", n)
+	}
+	e.WrappedKey = clone(e.WrappedKey)
+	e.Ciphertext = clone(e.Ciphertext)
+	return &e, nil
+}
+
+// Marshal encodes the envelope.
+func (e *Envelope) Marshal() []byte {
+	b := e.Header.appendTo(make([]byte, 0, e.size()))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Ciphertext)))
+	return append(b, e.Ciphertext...)
+}
+
+func (e *Envelope) size() int {
+	return 8 + 1 + len(e.Name) + 4 + 8 + 8 + 1 + len(e.KeyID) + HostIDSize +
+		2 + len(e.WrappedKey) + nonceSize + 4 + len(e.Ciphertext)
+}
+
+// appendTo appends the encoded header. It is also the AAD, so it is always
+// computed from the fields: an edited field changes the AAD.
+func (h *Header) appendTo(b []byte) []byte {
+	b = append(b, magic[:]...)
+	b = append(b, byte(len(h.Name)))
+	b = append(b, h.Name...)
+	b = binary.BigEndian.AppendUint32(b, h.Version)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Created.Unix()))
+	var exp int64
+	if !h.Expires.IsZero() {
+		exp = h.Expires.Unix()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(exp))
+	b = append(b, byte(len(h.KeyID)))
+	b = append(b, h.KeyID...)
+	b = append(b, h.Host[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.WrappedKey)))
+	b = append(b, h.WrappedKey...)
+	return append(b, h.Nonce[:]...)
+}
+
+// validate checks the header fields that the encoding alone does not bound.
+func (h *Header) validate() error {
+	if err := ValidateName(h.Name); err != nil {
+		return err
+	}
+	if h.Version == 0 {
+		return errors.New("version 0")
+	}
+	if h.Created.Unix() <= 0 || h.Created.Nanosecond() != 0 {
+		return errors.New("creation time out of range")
+	}
+	if !h.Expires.IsZero() && (h.Expires.Unix() <= 0 || h.Expires.Nanosecond() != 0) {
+		return errors.New("expiry time out of range")
+	}
+	if len(h.KeyID) == 0 || len(h.KeyID) > 255 {
+		return errors.New("key id length out of range")
+	}
+	for i := 0; i < len(h.KeyID); i++ {
+		if c := h.KeyID[i]; c < 0x21 || c > 0x7e {
+			return errors.New("key id is not printable ASCII")
+		}
+	}
+	if n := len(h.WrappedKey); n == 0 || n > MaxWrappedKeySize {
+		return fmt.Errorf("wrapped key of %d bytes is out of range", n)
+	}
+	return nil
+}
+
+// reader decodes big-endian fields, recording the first error.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+// bytes returns the next n bytes. After an error it returns zeros for the
+// fixed-size fields (n <= 16) and nil otherwise, so a corrupt length never
+// causes an allocation.
+func (r *reader) bytes(n int) []byte {
+	if r.err == nil && len(r.b)-r.off < n {
+		r.err = fmt.Errorf("truncated at byte %d", len(r.b))
+	}
+	if r.err != nil {
+		var zero [16]byte
+		if n <= len(zero) {
+			return zero[:n]
+		}
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8() uint8   { return r.bytes(1)[0] }
+func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.bytes(2)) }
+func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.bytes(4)) }
+func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.bytes(8)) }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

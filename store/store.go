@@ -1,0 +1,447 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var (
+	// ErrNotFound means no envelope exists for the secret (or version).
+	ErrNotFound = errors.New("store: secret not found")
+
+	// ErrExists means Put was asked for a secret that already exists
+	// without [PutOptions.NewVersion].
+	ErrExists = errors.New("store: secret already exists")
+)
+
+// Ext is the file name extension of an envelope.
+const Ext = ".kwe"
+
+const (
+	tempPrefix = ".tmp-"
+	lockName   = ".lock"
+)
+
+// Config configures a [Store]. Dir and Host are required.
+type Config struct {
+	// Dir is the store directory. It must exist (see [Init]).
+	Dir string
+	// Backend wraps and unwraps data keys. It may be nil for read-only
+	// metadata use (List, Inspect); Put and Open then fail.
+	Backend Backend
+	// Host binds envelopes to this machine (see [ReadHostID]).
+	Host HostID
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// A Store is a directory of envelope files, one per secret version, named
+// NAME@VERSION.kwe with '/' in NAME written as '+'.
+//
+// Writes are atomic and durable: an envelope is written to a temporary
+// file, synced, linked into place without replacing anything, and the
+// directory is synced. Mutations from several processes are serialised by
+// an flock on the store's lock file; reads take no lock.
+//
+// A Store is safe for concurrent use.
+type Store struct {
+	cfg Config
+}
+
+// Init creates the store directory with mode 0700, or checks that an
+// existing one is a directory not writable by group or others.
+func Init(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("failed to create the store directory: %w", err)
+	}
+	return checkDir(dir)
+}
+
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store directory %s does not exist; run keyward init", dir)
+		}
+		return fmt.Errorf("failed to open the store: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("store path %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("store directory %s is writable by group or others (mode %04o); run chmod 0700 %s", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+// New opens the store in cfg.Dir.
+func New(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("store: no directory configured")
+	}
+	if cfg.Host == (HostID{}) {
+		return nil, errors.New("store: no host id configured")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := checkDir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	return &Store{cfg: cfg}, nil
+}
+
+// Dir returns the store directory.
+func (s *Store) Dir() string { return s.cfg.Dir }
+
+// PutOptions modify [Store.Put].
+type PutOptions struct {
+	// NewVersion allows adding a version to an existing secret.
+	NewVersion bool
+	// Expires, when not zero, is when the version stops being served.
+	Expires time.Time
+}
+
+// Put seals value as the next version of name and returns that version.
+// It returns an error wrapping [ErrExists] if the secret exists and
+// opts.NewVersion is false.
+func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOptions) (uint32, error) {
+	if err := ValidateName(name); err != nil {
+		return 0, err
+	}
+	if s.cfg.Backend == nil {
+		return 0, errors.New("store: no backend configured")
+	}
+	now := s.cfg.Now().Truncate(time.Second)
+	if !opts.Expires.IsZero() && !opts.Expires.After(now) {
+		return 0, fmt.Errorf("expiry %s is not in the future", opts.Expires.UTC().Format(time.RFC3339))
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	versions, err := s.versions(name)
+	if err != nil {
+		return 0, err
+	}
+	var version uint32 = 1
+	if len(versions) > 0 {
+		if !opts.NewVersion {
+			return 0, fmt.Errorf("%w: %s has version %d", ErrExists, name, versions[len(versions)-1])
+		}
+		version = versions[len(versions)-1] + 1
+	}
+	e, err := seal(ctx, s.cfg.Backend, Header{
+		Name:    name,
+		Version: version,
+		Created: now.UTC(),
+		Expires: truncUTC(opts.Expires),
+		Host:    s.cfg.Host,
+	}, value)
+	if err != nil {
+		return 0, fmt.Errorf("failed to seal %s: %w", name, err)
+	}
+	if err := writeNew(s.cfg.Dir, fileName(name, version), e.Marshal()); err != nil {
+		return 0, fmt.Errorf("failed to store %s: %w", name, err)
+	}
+	return version, nil
+}
+
+func truncUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Truncate(time.Second).UTC()
+}
+
+// Open decrypts a version of a secret; version 0 means the latest. The
+// caller must Destroy the secret when done.
+func (s *Store) Open(ctx context.Context, name string, version uint32) (*Secret, *Header, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, nil, err
+	}
+	if s.cfg.Backend == nil {
+		return nil, nil, errors.New("store: no backend configured")
+	}
+	if version == 0 {
+		versions, err := s.versions(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(versions) == 0 {
+			return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		version = versions[len(versions)-1]
+	}
+	e, err := s.read(name, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	sec, err := open(ctx, s.cfg.Backend, s.cfg.Host, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sec, &e.Header, nil
+}
+
+// Path returns the file of a version of a secret (the latest when version
+// is 0), or an error wrapping [ErrNotFound].
+func (s *Store) Path(name string, version uint32) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	versions, err := s.versions(name)
+	if err != nil {
+		return "", err
+	}
+	if version == 0 && len(versions) > 0 {
+		version = versions[len(versions)-1]
+	}
+	if !slices.Contains(versions, version) {
+		return "", fmt.Errorf("%w: %s version %d", ErrNotFound, name, version)
+	}
+	return filepath.Join(s.cfg.Dir, fileName(name, version)), nil
+}
+
+// OpenEnvelope decrypts an envelope already read with [Store.List].
+func (s *Store) OpenEnvelope(ctx context.Context, e *Envelope) (*Secret, error) {
+	if s.cfg.Backend == nil {
+		return nil, errors.New("store: no backend configured")
+	}
+	return open(ctx, s.cfg.Backend, s.cfg.Host, e)
+}
+
+// read reads and parses one envelope and checks that its header names the
+// secret and version its file name says.
+func (s *Store) read(name string, version uint32) (*Envelope, error) {
+	path := filepath.Join(s.cfg.Dir, fileName(name, version))
+	e, err := ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s version %d", ErrNotFound, name, version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e.Name != name || e.Version != version {
+		return nil, fmt.Errorf("%w: %s holds %s version %d: the file was renamed or copied", ErrIntegrity, path, e.Name, e.Version)
+	}
+	return e, nil
+}
+
+// ReadFile reads and parses one envelope file, refusing files larger than
+// [MaxEnvelopeSize].
+func ReadFile(path string) (*Envelope, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%s: %w", path, &ParseError{fmt.Errorf("%d bytes is larger than the %d-byte limit", fi.Size(), MaxEnvelopeSize)})
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	e, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return e, nil
+}
+
+// A DamagedError reports an envelope file that could not be read. Other
+// envelopes are not affected.
+type DamagedError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedError) Error() string { return fmt.Sprintf("damaged envelope %s: %v", e.Path, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// List reads the header of every envelope in the store, sorted by name and
+// version. Envelopes that cannot be read are skipped and returned as
+// *DamagedError values in damaged; err is only set when the directory
+// itself cannot be read.
+func (s *Store) List() (envelopes []*Envelope, damaged []error, err error) {
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the store: %w", err)
+	}
+	for _, ent := range ents {
+		fn := ent.Name()
+		if !strings.HasSuffix(fn, Ext) || strings.HasPrefix(fn, ".") {
+			continue
+		}
+		path := filepath.Join(s.cfg.Dir, fn)
+		name, version, ok := parseFileName(fn)
+		if !ok {
+			damaged = append(damaged, &DamagedError{path, errors.New("file name is not NAME@VERSION" + Ext)})
+			continue
+		}
+		e, err := s.read(name, version)
+		if err != nil {
+			damaged = append(damaged, &DamagedError{path, err})
+			continue
+		}
+		envelopes = append(envelopes, e)
+	}
+	slices.SortFunc(envelopes, func(a, b *Envelope) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(a.Version) - int(b.Version)
+	})
+	return envelopes, damaged, nil
+}
+
+// Remove deletes every version of name and returns how many it removed. It
+// returns an error wrapping [ErrNotFound] if there were none.
+func (s *Store) Remove(name string) (int, error) {
+	if err := ValidateName(name); err != nil {
+		return 0, err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	versions, err := s.versions(name)
+	if err != nil {
+		return 0, err
+	}
+	if len(versions) == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	for i, v := range versions {
+		if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(name, v))); err != nil {
+			return i, fmt.Errorf("failed to remove %s version %d: %w", name, v, err)
+		}
+	}
+	return len(versions), syncDir(s.cfg.Dir)
+}
+
+// versions lists the versions of name present on disk, ascending.
+func (s *Store) versions(name string) ([]uint32, error) {
+	prefix := encodeName(name) + "@"
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the store: %w", err)
+	}
+	var vs []uint32
+	for _, ent := range ents {
+		if !strings.HasPrefix(ent.Name(), prefix) {
+			continue
+		}
+		if n, v, ok := parseFileName(ent.Name()); ok && n == name {
+			vs = append(vs, v)
+		}
+	}
+	slices.Sort(vs)
+	return vs, nil
+}
+
+// lock takes the store's exclusive mutation lock and removes temporary
+// files that a crashed writer left behind (only lock holders write them).
+func (s *Store) lock() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(s.cfg.Dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the store lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("failed to lock the store: %w", err)
+	}
+	if stale, _ := filepath.Glob(filepath.Join(s.cfg.Dir, tempPrefix+"*")); len(stale) > 0 {
+		for _, p := range stale {
+			os.Remove(p)
+		}
+	}
+	return func() { f.Close() }, nil
+}
+
+// writeNew atomically and durably creates dir/name with contents b. It
+// never replaces an existing file.
+func writeNew(dir, name string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	defer os.Remove(tmpName)
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmpName, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// fileName returns the file name of a version of a secret. '/' is written
+// as '+' and the version follows '@': neither character is allowed in a
+// name, so the mapping is reversible.
+func fileName(name string, version uint32) string {
+	return encodeName(name) + "@" + strconv.FormatUint(uint64(version), 10) + Ext
+}
+
+func encodeName(name string) string { return strings.ReplaceAll(name, "/", "+") }
+
+// parseFileName reverses fileName.
+func parseFileName(fn string) (name string, version uint32, ok bool) {
+	base, found := strings.CutSuffix(fn, Ext)
+	if !found {
+		return "", 0, false
+	}
+	enc, ver, found := strings.Cut(base, "@")
+	if !found || ver == "" || ver[0] == '0' {
+		return "", 0, false
+	}
+	v, err := strconv.ParseUint(ver, 10, 32)
+	if err != nil {
+		return "", 0, false
+	}
+	name = strings.ReplaceAll(enc, "+", "/")
+	if ValidateName(name) != nil {
+		return "", 0, false
+	}
+	return name, uint32(v), true
+}
