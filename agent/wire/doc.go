@@ -1,0 +1,70 @@
+// Package wire implements version 1 of the keyward agent protocol: the frames
+// and messages that trading processes and the keyward agent exchange over the
+// agent's Unix stream socket. It is shared by the agent and the client so the
+// two cannot drift. docs/protocol.md in this repository is the language-neutral
+// specification; this comment summarises it.
+//
+// # Frames
+//
+// Every message travels in one frame. All integers are big-endian.
+//
+//	u32 length | u8 type | u32 id | body
+//
+// length counts the type, id and body bytes, so it is at least 5. A length
+// below 5 or above [MaxFrameSize] is a protocol error: the reader refuses it
+// before allocating anything and the connection is closed. The agent caps
+// request frames lower, at [MaxRequestSize].
+//
+// The client picks id for each request; the agent echoes it in the response
+// and answers the requests of one connection in order. Id 0 is reserved for
+// messages the agent sends unprompted; clients must not use it.
+//
+// # Messages
+//
+// Requests have types 0x01–0x7F, responses 0x80–0xFF. Each has one Go type
+// here, and a pointer to it implements [Message]:
+//
+//	0x01 Hello       { u8 n; u16 versions[n] }           n is 1..16; first frame on a connection
+//	0x02 Get         { name str8; u32 version }          version 0 means the current one
+//	0x03 List        {}
+//	0x04 Status      {}
+//	0x81 HelloOK     { u16 version; agent str8 }
+//	0x82 Secret      { name str8; u32 version; i64 expires; value bytes32 }
+//	0x83 Names       { u32 n; str8 names[n] }
+//	0x84 StatusOK    { u8 healthy; backend str8; u32 secrets; u64 uptime_ms; agent str8 }
+//	0xFF Error       { u16 code; message str16 }
+//
+// str8 is a u8 length and that many bytes, str16 a u16 length, bytes32 a
+// u32 length of at most [MaxSecretSize]. Booleans are exactly 0 or 1.
+// Bodies are strict: a field out of range or a trailing byte makes the whole
+// frame invalid, so every frame that parses re-encodes to the same bytes.
+//
+// # Errors
+//
+// An [Error] carries a stable [Code] and a human message, by default the
+// code's fixed [Code.Message]. Peers branch on the code, never on the text.
+// A caller without access to a secret gets [CodeDenied] whether or not the
+// secret exists. Codes this package does not know still parse: a newer agent
+// may add them.
+//
+// # Compatibility
+//
+// An unknown request type is answered with an [Error] of [CodeBadRequest] and
+// the connection stays open. The agent never sends a client a message type it
+// did not ask for: later additions, such as watch notifications on id 0, are
+// opted into by a request. New operations get new type bytes; only an
+// incompatible change needs a new protocol version, negotiated by [Hello].
+//
+// # Using this package
+//
+// [AppendFrame] and [Marshal] encode; [Parse] decodes a whole frame and
+// [ParseBody] the body of one already split by a [Reader], which reads frames
+// from a connection with a reused buffer. Parse failures are [*ParseError]
+// values wrapping one of [ErrFrameTooSmall], [ErrFrameTooLarge],
+// [ErrUnknownType] or [ErrMalformed].
+//
+// The functions are safe for concurrent use, and messages are plain values
+// that are safe to read concurrently; a [Reader] is not. A [Secret]
+// redacts its value when formatted or logged, but the value is plain memory:
+// whoever holds one clears it when done.
+package wire
