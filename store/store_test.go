@@ -16,7 +16,7 @@ import (
 
 var testHost = store.DeriveHostID("0123456789abcdef0123456789abcdef")
 
-func newStore(t *testing.T, b store.Backend) *store.Store {
+func newStore(t testing.TB, b store.Backend) *store.Store {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := store.Init(dir); err != nil {

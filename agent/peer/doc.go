@@ -10,16 +10,17 @@
 // SO_PEERPIDFD, a pidfd naming the connecting process itself rather than its
 // PID number. Then it reads /proc/PID: supplementary groups, the executable's
 // path and file identity (device, inode, size, mtime, ctime) and the systemd
-// unit from the cgroup. Last, it checks through the pidfd that the process
-// is still alive: /proc/PID could otherwise have belonged to another process
-// that got the PID after the peer exited. UID and GID come from SO_PEERCRED
+// unit from the cgroup, and keeps /proc/PID open. Last, it checks through
+// the pidfd that the process is still alive: /proc/PID could otherwise have
+// belonged to another process that got the PID after the peer exited. UID and GID come from SO_PEERCRED
 // only and are authoritative; the groups, path and unit are as of [Attest].
 //
-// [Peer.Verify] runs before each answer. It stats /proc/PID/exe and compares
-// device and inode with the attested ones, then checks liveness through the
-// pidfd. The order matters: a live pidfd after the stat proves the PID still
-// named the peer when the stat ran. A peer that exited, even if a forked
-// child still holds the connection, gets [ErrGone]; one that exec'd another
+// [Peer.Verify] runs before each answer. It stats "exe" through the
+// /proc/PID directory opened at attest time and compares device and inode
+// with the attested ones. That directory pins the process as a pidfd does:
+// once the process is gone (a zombie included), lookups through it fail,
+// even after the PID is reused. A peer that exited, even if a forked child
+// still holds the connection, gets [ErrGone]; one that exec'd another
 // program gets [ErrExeChanged].
 //
 // [Peer.ExeSHA256] hashes the executable lazily, through a shared [Hasher]
@@ -42,7 +43,8 @@
 // effective UID and GID in /proc/PID/status must match SO_PEERCRED's. That
 // is weaker: a PID recycled between connect and [Attest] to a process of
 // the same user and group goes unnoticed, start times have clock-tick
-// resolution, and [Peer.Verify] costs a read of /proc/PID/stat.
+// resolution. [Peer.Verify] is as strong and as cheap as with a pidfd,
+// since it goes through the /proc/PID directory opened at attest time.
 //
 // The identity is of the process that called connect. While it lives and
 // runs the same file, any process it hands the connection to (fork, fd

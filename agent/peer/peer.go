@@ -45,6 +45,11 @@ type Peer struct {
 	closed    bool
 	pidfd     int
 	starttime uint64
+	// procfd is /proc/PID opened at attest time. Like a pidfd it pins the
+	// process: once that process is gone, lookups through it fail with
+	// ESRCH or ENOENT even if the PID is reused, so Verify needs one
+	// fstatat of "exe" through it and no separate liveness check.
+	procfd int
 
 	exePath, statPath string // /proc/PID/exe and /proc/PID/stat
 	dev, ino          uint64 // of the executable at attest time
@@ -109,6 +114,7 @@ func Attest(c *net.UnixConn, h *Hasher) (*Peer, error) {
 	}
 	p := &Peer{
 		pidfd:    -1,
+		procfd:   -1,
 		pid:      cred.Pid,
 		uid:      cred.Uid,
 		gid:      cred.Gid,
@@ -140,6 +146,13 @@ func Attest(c *net.UnixConn, h *Hasher) (*Peer, error) {
 // still the one pinned, so everything read belongs to it.
 func (p *Peer) read() error {
 	dir := strings.TrimSuffix(p.statPath, "stat")
+	// Opened first: the liveness check at the end proves it is this
+	// process's directory.
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return p.gone(err)
+	}
+	p.procfd = fd
 	if p.pidfd < 0 {
 		b, err := readProc(p.statPath, nil)
 		if err != nil {
@@ -277,16 +290,20 @@ func (p *Peer) gone(err error) error {
 // Verify checks, before a request is answered, that the attested process
 // is still alive and still runs the attested executable (same device and
 // inode). It returns nil, or an error wrapping [ErrGone] or
-// [ErrExeChanged], or another error if /proc cannot be read. It costs a
-// stat and a pidfd_send_signal (with SO_PEERPIDFD) or a read of
-// /proc/PID/stat (without).
+// [ErrExeChanged], or another error if /proc cannot be read. It costs one
+// fstatat of "exe" through the /proc/PID directory opened at attest time,
+// which fails once the process is gone, also after its PID is reused.
 func (p *Peer) Verify() error {
-	var st unix.Stat_t
-	if err := p.statExe(&st); err != nil {
-		return p.wrap("verify", p.gone(err))
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return errClosed
 	}
-	// Only a live process after the stat proves the stat was of it.
-	if err := p.alive(); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstatat(p.procfd, "exe", &st, 0); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+			return ErrGone
+		}
 		return p.wrap("verify", err)
 	}
 	if st.Dev != p.dev || st.Ino != p.ino {
@@ -379,11 +396,15 @@ func (p *Peer) Close() error {
 		return nil
 	}
 	p.closed = true
-	if p.pidfd < 0 {
-		return nil
+	var err error
+	if p.procfd >= 0 {
+		err = unix.Close(p.procfd)
+		p.procfd = -1
 	}
-	err := unix.Close(p.pidfd)
-	p.pidfd = -1
+	if p.pidfd >= 0 {
+		err = errors.Join(err, unix.Close(p.pidfd))
+		p.pidfd = -1
+	}
 	return err
 }
 

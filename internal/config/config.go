@@ -12,8 +12,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -31,6 +33,56 @@ type Config struct {
 	Backend string `toml:"backend"`
 	Store   Store  `toml:"store"`
 	PKCS11  PKCS11 `toml:"pkcs11"`
+	Agent   Agent  `toml:"agent"`
+}
+
+// Agent configures the daemon started by `keyward serve`.
+type Agent struct {
+	// Socket is the Unix socket path the agent listens on, unless systemd
+	// passes a listening socket.
+	Socket string `toml:"socket"`
+	// SocketMode is the socket's permission bits, octal.
+	SocketMode string `toml:"socket_mode"`
+	// SocketGroup, when set, owns the socket and its directory: the
+	// group trading processes run in.
+	SocketGroup string `toml:"socket_group"`
+	// Policy is the policy file.
+	Policy string `toml:"policy"`
+	// AuditLog is where audit events go: "stderr" or a file path.
+	AuditLog string `toml:"audit_log"`
+	// LogLevel is the operational log level: debug, info, warn, error.
+	LogLevel string `toml:"log_level"`
+	// MaxConnections bounds open client connections.
+	MaxConnections int `toml:"max_connections"`
+	// FrameTimeout bounds how long a client may take to finish a frame.
+	FrameTimeout Duration `toml:"frame_timeout"`
+	// IdleTimeout closes connections idle for this long.
+	IdleTimeout Duration `toml:"idle_timeout"`
+}
+
+// A Duration is a time.Duration written as a string such as "2s" or "10m".
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Mode returns SocketMode as permission bits.
+func (a *Agent) Mode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(a.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("agent.socket_mode %q is not an octal mode such as \"0660\"", a.SocketMode)
+	}
+	return os.FileMode(m), nil
 }
 
 // Store configures the envelope store.
@@ -66,6 +118,16 @@ func Default() Config {
 			URI:           "pkcs11:token=keyward;object=keyward-kek?module-path=/usr/lib/softhsm/libsofthsm2.so",
 			PINCredential: "keyward-pin",
 			MaxSessions:   8,
+		},
+		Agent: Agent{
+			Socket:         "/run/keyward/agent.sock",
+			SocketMode:     "0660",
+			Policy:         "/etc/keyward/policy.toml",
+			AuditLog:       "stderr",
+			LogLevel:       "info",
+			MaxConnections: 1024,
+			FrameTimeout:   Duration{2 * time.Second},
+			IdleTimeout:    Duration{10 * time.Minute},
 		},
 	}
 }
@@ -121,6 +183,32 @@ func (c *Config) Validate() error {
 	}
 	if c.PKCS11.MaxSessions < 1 || c.PKCS11.MaxSessions > 256 {
 		return fmt.Errorf("pkcs11.max_sessions is %d; use 1 to 256", c.PKCS11.MaxSessions)
+	}
+	a := &c.Agent
+	if !filepath.IsAbs(a.Socket) {
+		return fmt.Errorf("agent.socket %q is not an absolute path", a.Socket)
+	}
+	if m, err := a.Mode(); err != nil {
+		return err
+	} else if m&0o007 != 0 {
+		return fmt.Errorf("agent.socket_mode %s lets every user on the host connect; use 0660 with socket_group, or 0600", a.SocketMode)
+	}
+	if a.Policy == "" {
+		return errors.New("agent.policy is empty")
+	}
+	if a.AuditLog == "" {
+		return errors.New("agent.audit_log is empty; use \"stderr\" or a file path")
+	}
+	switch a.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("agent.log_level %q is not one of debug, info, warn, error", a.LogLevel)
+	}
+	if a.MaxConnections < 1 || a.MaxConnections > 1<<20 {
+		return fmt.Errorf("agent.max_connections is %d; use 1 to 1048576", a.MaxConnections)
+	}
+	if a.FrameTimeout.Duration <= 0 || a.IdleTimeout.Duration <= 0 {
+		return errors.New("agent.frame_timeout and agent.idle_timeout must be positive")
 	}
 	return nil
 }

@@ -1,0 +1,186 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/agent/wire"
+	"github.com/keyward/keyward/client"
+)
+
+// BenchmarkServe measures, in one run, the floor — a bare Unix-socket
+// round trip with frames of the same sizes as a get of a 64-byte secret —
+// and client.Get against a running agent (peer verification, policy,
+// audit event written to /dev/null), at 1, 8 and 64 concurrent
+// connections. It reports p50, p99 and p99.9 latency, requests per second,
+// and the ratios of get to the floor.
+func BenchmarkServe(b *testing.B) {
+	value := make([]byte, 64)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	sock, stop := benchAgent(b, string(value))
+	defer stop()
+	req := wire.Marshal(1, &wire.Get{Name: "binance/mm-prod"})
+	resp := wire.Marshal(1, &wire.Secret{Name: "binance/mm-prod", Version: 1, Value: value})
+	echo := echoServer(b, len(req), len(resp))
+
+	for _, conns := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			floor := measure(b, conns, func() func() error {
+				c, err := net.Dial("unix", echo)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in := make([]byte, len(resp))
+				return func() error {
+					if _, err := c.Write(req); err != nil {
+						return err
+					}
+					_, err := io.ReadFull(c, in)
+					return err
+				}
+			})
+			get := measure(b, conns, func() func() error {
+				c, err := client.Dial(context.Background(), sock)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return func() error {
+					s, err := c.Get(context.Background(), "binance/mm-prod")
+					if err == nil {
+						s.Wipe()
+					}
+					return err
+				}
+			})
+			b.ReportMetric(float64(get.p50.Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(get.p99.Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(get.p999.Nanoseconds()), "p99.9-ns")
+			b.ReportMetric(get.rps, "req/s")
+			b.ReportMetric(float64(floor.p50.Nanoseconds()), "floor-p50-ns")
+			b.ReportMetric(float64(floor.p99.Nanoseconds()), "floor-p99-ns")
+			b.ReportMetric(floor.rps, "floor-req/s")
+			b.ReportMetric(float64(get.p50)/float64(floor.p50), "p50/floor")
+			b.ReportMetric(get.rps/floor.rps, "rps/floor")
+		})
+	}
+}
+
+type stats struct {
+	p50, p99, p999 time.Duration
+	rps            float64
+}
+
+// measure runs b.N requests spread over conns goroutines, each with its own
+// connection made by newConn, and returns latency percentiles and
+// throughput.
+func measure(b *testing.B, conns int, newConn func() func() error) stats {
+	b.Helper()
+	per := max(b.N/conns, 1)
+	do := make([]func() error, conns)
+	for i := range do {
+		do[i] = newConn()
+	}
+	lat := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := range conns {
+		wg.Go(func() {
+			l := make([]time.Duration, 0, per)
+			for range per {
+				t0 := time.Now()
+				if err := do[i](); err != nil {
+					b.Error(err)
+					return
+				}
+				l = append(l, time.Since(t0))
+			}
+			lat[i] = l
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[min(int(p*float64(len(all))), len(all)-1)] }
+	return stats{p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), rps: float64(len(all)) / elapsed.Seconds()}
+}
+
+func benchAgent(b *testing.B, value string) (socket string, stop func()) {
+	pol, err := policy.Parse([]byte(selfPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := newStore(b, map[string]string{"binance/mm-prod": value})
+	cache, _, err := agent.LoadCache(context.Background(), st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aw := agent.NewAuditWriter(devnull, 0)
+	srv, err := agent.New(agent.Config{Policy: pol, Audit: slog.New(slog.NewJSONHandler(aw, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.SetCache(cache)
+	socket = filepath.Join(b.TempDir(), "agent.sock")
+	l, err := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	return socket, func() {
+		srv.Shutdown(context.Background())
+		srv.Close()
+		aw.Close()
+		devnull.Close()
+	}
+}
+
+// echoServer answers every reqLen bytes it reads with respLen bytes.
+func echoServer(b *testing.B, reqLen, respLen int) string {
+	path := filepath.Join(b.TempDir(), "echo.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				in, out := make([]byte, reqLen), make([]byte, respLen)
+				for {
+					if _, err := io.ReadFull(c, in); err != nil {
+						return
+					}
+					if _, err := c.Write(out); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return path
+}

@@ -1,0 +1,311 @@
+package agent
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/agent/peer"
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/agent/wire"
+	"github.com/keyward/keyward/store"
+)
+
+// conn is one client connection.
+type conn struct {
+	s     *Server
+	c     *net.UnixConn
+	peer  *peer.Peer
+	audit *slog.Logger // the audit logger with the caller attribute, formatted once
+	rec   auditRecord
+
+	mu      sync.Mutex
+	busy    bool // a request is being handled
+	stopped bool // Shutdown asked the connection to end
+}
+
+// frameReader arms the connection's read deadline: the idle timeout while
+// waiting for a frame, the frame timeout from the first byte of a frame
+// that did not arrive whole. Deadlines are set only when they change what
+// is armed, since a frame usually arrives in one read.
+type frameReader struct {
+	c       *conn
+	started bool      // the current frame's first bytes have arrived
+	short   bool      // the frame timeout is armed
+	idleAt  time.Time // when the idle deadline was last armed
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	n, err := f.c.c.Read(p)
+	if n > 0 && !f.started {
+		f.started = true
+		if !wholeFrame(p[:n]) {
+			f.short = true
+			f.c.c.SetReadDeadline(f.c.s.cfg.Now().Add(f.c.s.cfg.FrameTimeout))
+		}
+	}
+	return n, err
+}
+
+// wholeFrame reports whether b starts with a complete frame.
+func wholeFrame(b []byte) bool {
+	return len(b) >= 4 && uint64(len(b)) >= 4+uint64(binary.BigEndian.Uint32(b))
+}
+
+// interrupt ends an idle connection now, and a busy one after its answer.
+func (c *conn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if !c.busy {
+		c.c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// arm sets the read deadline for the next frame, unless Shutdown has
+// asked the connection to end: the frame timeout if the frame has begun,
+// else the idle timeout, re-armed at most once a second while a client
+// keeps sending whole frames. Both happen under c.mu, so an interrupt
+// cannot be overwritten by a later deadline.
+func (c *conn) arm(fr *frameReader) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return false
+	}
+	now := c.s.cfg.Now()
+	switch {
+	case fr.started:
+		fr.short = true
+		c.c.SetReadDeadline(now.Add(c.s.cfg.FrameTimeout))
+	case fr.short || now.Sub(fr.idleAt) > time.Second:
+		fr.short = false
+		fr.idleAt = now
+		c.c.SetReadDeadline(now.Add(c.s.cfg.IdleTimeout))
+	}
+	return true
+}
+
+// setBusy marks the start or end of handling a request; it reports false
+// when the connection must end instead.
+func (c *conn) setBusy(busy bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = busy
+	if !busy && c.stopped {
+		return false
+	}
+	return !c.stopped
+}
+
+func (c *conn) serve() {
+	s := c.s
+	defer s.trackConn(c, false)
+	defer c.c.Close()
+
+	p, err := peer.Attest(c.c, s.cfg.Hasher)
+	if err != nil {
+		s.log.Warn("closing a connection whose peer could not be attested", "err", err)
+		return
+	}
+	c.peer = p
+	c.audit = s.audit.With(slog.Attr{Key: "caller", Value: p.LogValue()})
+	defer p.Close()
+
+	fr := &frameReader{c: c}
+	r := wire.NewReader(fr, wire.MaxRequestSize)
+	out := make([]byte, 0, 512)
+	defer func() { clear(out[:cap(out)]) }()
+	hello := false
+	for {
+		fr.started = r.Buffered() > 0
+		if !c.arm(fr) {
+			return
+		}
+		t, id, body, err := r.ReadFrame()
+		if err != nil {
+			c.logReadError(err, fr.started)
+			return
+		}
+		if !c.setBusy(true) {
+			return
+		}
+		start := time.Now()
+		c.rec = auditRecord{}
+		var keep bool
+		out, keep = c.handle(out[:0], t, id, body, &hello)
+		if len(out) > 0 {
+			_, err = c.c.Write(out)
+			clear(out)
+		}
+		// The audit event follows the answer, off the caller's latency.
+		c.emitAudit(start)
+		if err != nil {
+			s.log.Debug("write failed", "peer", p, "err", err)
+			return
+		}
+		if !c.setBusy(false) || !keep {
+			return
+		}
+	}
+}
+
+func (c *conn) logReadError(err error, started bool) {
+	switch {
+	case errors.Is(err, io.EOF):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if started {
+			c.s.log.Info("closing a connection that stalled mid-frame", "peer", c.peer)
+		}
+	default:
+		c.s.log.Info("closing a connection after a read error", "peer", c.peer, "err", err)
+	}
+}
+
+// handle answers one request frame, appending the response frame to out.
+// keep is false when the connection must be closed after the answer. The
+// answers to bad input follow docs/protocol.md, "What the agent does with
+// bad input".
+func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bool) (_ []byte, keep bool) {
+	s := c.s
+	badRequest := func(msg string) []byte {
+		c.auditEvent(t.String(), "", 0, "error", wire.CodeBadRequest, msg)
+		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: msg})
+	}
+	if !*hello {
+		m, err := wire.ParseBody(t, body)
+		h, ok := m.(*wire.Hello)
+		if err != nil || !ok {
+			return badRequest("hello required"), false
+		}
+		if !slices.Contains(h.Versions, wire.Version1) {
+			return badRequest("unsupported protocol version"), false
+		}
+		*hello = true
+		return wire.AppendFrame(out, id, &wire.HelloOK{Version: wire.Version1, Agent: s.cfg.Agent}), true
+	}
+	if t >= 0x80 {
+		return badRequest("unknown operation"), true
+	}
+	m, err := wire.ParseBody(t, body)
+	switch {
+	case errors.Is(err, wire.ErrUnknownType):
+		return badRequest("unknown operation"), true
+	case err != nil:
+		return badRequest("malformed request"), true
+	case id == 0:
+		return badRequest("request id 0 is reserved"), true
+	}
+	if err := c.peer.Verify(); err != nil {
+		// The process that connected is gone or runs something else now:
+		// answer nothing more on this connection.
+		c.auditEvent(t.String(), requestName(m), 0, "deny", wire.CodeDenied, err.Error())
+		return out, false
+	}
+	pol := s.policy.Load()
+	switch m := m.(type) {
+	case *wire.Get:
+		return c.get(out, id, pol, m), true
+	case *wire.List:
+		return c.list(out, id, pol), true
+	case *wire.Status:
+		c.auditEvent("status", "", 0, "allow", 0, "status is open to every connected caller")
+		return wire.AppendFrame(out, id, &wire.StatusOK{
+			Healthy:  s.healthy.Load(),
+			Backend:  s.cfg.Backend,
+			Secrets:  uint32(s.Secrets()),
+			UptimeMS: uint64(s.cfg.Now().Sub(s.started).Milliseconds()),
+			Agent:    s.cfg.Agent,
+		}), true
+	case *wire.Hello:
+		return badRequest("unexpected hello"), true
+	default:
+		return badRequest("unknown operation"), true
+	}
+}
+
+func requestName(m wire.Message) string {
+	if g, ok := m.(*wire.Get); ok {
+		return g.Name
+	}
+	return ""
+}
+
+func errorMessage(code wire.Code) *wire.Error {
+	return &wire.Error{Code: code, Message: code.Message()}
+}
+
+// get answers a get request. A caller without rights gets denied whether
+// or not the name exists.
+func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byte {
+	s := c.s
+	if store.ValidateName(m.Name) != nil {
+		c.auditEvent("get", "", m.Version, "error", wire.CodeBadRequest, "invalid secret name")
+		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"})
+	}
+	d := pol.Decide(c.peer, policy.OpGet, m.Name)
+	if !d.Allowed {
+		c.auditDecision("get", m.Name, m.Version, "deny", wire.CodeDenied, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
+	}
+	if d.Limiter != nil && !d.Limiter.Allow() {
+		c.auditDecision("get", m.Name, m.Version, "deny", wire.CodeRateLimited, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeRateLimited))
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.cache.secrets[m.Name]
+	var v *cacheVersion
+	switch {
+	case e == nil:
+	case m.Version == 0:
+		v = e.current()
+	default:
+		v = e.find(m.Version)
+	}
+	if v == nil {
+		c.auditDecision("get", m.Name, m.Version, "error", wire.CodeNotFound, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeNotFound))
+	}
+	if !v.expires.IsZero() && !s.cfg.Now().Before(v.expires) {
+		c.auditDecision("get", m.Name, v.version, "deny", wire.CodeExpired, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeExpired))
+	}
+	var exp int64
+	if !v.expires.IsZero() {
+		exp = v.expires.Unix()
+	}
+	out = wire.AppendFrame(out, id, &wire.Secret{Name: m.Name, Version: v.version, Expires: exp, Value: v.secret.Bytes()})
+	c.auditDecision("get", m.Name, v.version, "allow", 0, d)
+	return out
+}
+
+// list answers with the names the caller may both list and get.
+func (c *conn) list(out []byte, id uint32, pol *policy.Policy) []byte {
+	s := c.s
+	s.mu.RLock()
+	names := make([]string, 0, len(s.cache.names))
+	for _, n := range s.cache.names {
+		if pol.Decide(c.peer, policy.OpList, n).Allowed && pol.Decide(c.peer, policy.OpGet, n).Allowed {
+			names = append(names, n)
+		}
+	}
+	s.mu.RUnlock()
+	c.auditEvent("list", "", 0, "allow", 0, "")
+	return wire.AppendFrame(out, id, &wire.Names{Names: names})
+}
+
+// emitAudit queues the request's audit event for the audit goroutine, so
+// that encoding and writing it stay off the caller's latency. The queue is
+// bounded: when it is full, serving waits rather than losing events.
+func (c *conn) emitAudit(start time.Time) {
+	if c.rec.set {
+		c.s.events.push(auditEvent{logger: c.audit, rec: c.rec, latency: time.Since(start)})
+	}
+}

@@ -1,0 +1,241 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/store"
+)
+
+var testHost = store.DeriveHostID("0123456789abcdef0123456789abcdef")
+
+// newStore seals secrets into a fresh store under a fresh SoftHSM token.
+func newStore(t testing.TB, secrets map[string]string) *store.Store {
+	t.Helper()
+	tok := testenv.SoftHSM(t)
+	uri, err := hsm.ParseURI(tok.URI("keyward-kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := hsm.Init(hsm.Config{URI: uri, PIN: tok.PIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := store.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(store.Config{Dir: dir, Backend: b, Host: testHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range secrets {
+		if _, err := st.Put(context.Background(), name, []byte(value), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+// publicDir returns a directory every uid can enter, for sockets and
+// binaries used by processes running as other users.
+func publicDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "keyward-agent-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// auditLog collects audit events.
+type auditLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (a *auditLog) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buf.Write(p)
+}
+
+func (a *auditLog) events(t testing.TB) []map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var evs []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(a.buf.Bytes()), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func (a *auditLog) String() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buf.String()
+}
+
+// testAgent is a running agent on a socket in a public directory.
+type testAgent struct {
+	srv    *agent.Server
+	socket string
+	audit  *auditLog
+	logs   *auditLog
+}
+
+type agentOpts struct {
+	frameTimeout time.Duration
+	idleTimeout  time.Duration
+	maxConns     int
+	quietAudit   bool
+}
+
+func startAgent(t testing.TB, policyText string, secrets map[string]string, opts agentOpts) *testAgent {
+	t.Helper()
+	pol, err := policy.Parse([]byte(policyText))
+	if err != nil {
+		t.Fatalf("policy.Parse() = %v", err)
+	}
+	st := newStore(t, secrets)
+	cache, skipped, err := agent.LoadCache(context.Background(), st)
+	if err != nil || len(skipped) > 0 {
+		t.Fatalf("LoadCache() = %v, %v", skipped, err)
+	}
+	ta := &testAgent{audit: &auditLog{}, logs: &auditLog{}}
+	var auditW io.Writer = ta.audit
+	if opts.quietAudit {
+		auditW = io.Discard
+	}
+	srv, err := agent.New(agent.Config{
+		Policy:       pol,
+		Backend:      "pkcs11",
+		Agent:        "keyward test",
+		Logger:       slog.New(slog.NewJSONHandler(ta.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Audit:        slog.New(slog.NewJSONHandler(auditW, nil)),
+		FrameTimeout: opts.frameTimeout,
+		IdleTimeout:  opts.idleTimeout,
+		MaxConns:     opts.maxConns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetCache(cache)
+	ta.srv = srv
+	ta.socket = filepath.Join(publicDir(t), "agent.sock")
+	l, err := agent.Listen(agent.ListenConfig{Path: ta.socket, Mode: 0o777, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+		srv.Close()
+		if out := ta.audit.String() + ta.logs.String(); containsAny(out, secrets) {
+			t.Errorf("a secret value appears in the logs:\n%s", out)
+		}
+	})
+	return ta
+}
+
+func containsAny(s string, secrets map[string]string) bool {
+	for _, v := range secrets {
+		if strings.Contains(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// childBinary copies the test binary into a public directory, so that
+// other uids can run it; the copy's path and hash identify it.
+func childBinary(t testing.TB, dir, name string, extra []byte) (path, sum string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, extra...)
+	path = filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(b)
+	return path, hex.EncodeToString(h[:])
+}
+
+// child runs a role of TestMain in a process with the given credentials.
+type child struct {
+	bin    string
+	uid    uint32
+	gid    uint32
+	groups []uint32
+}
+
+func (c child) command(role string, args ...string) *exec.Cmd {
+	cmd := exec.Command(c.bin, append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = []string{childRoleEnv + "=" + role, "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}}
+	if c.groups == nil {
+		cmd.SysProcAttr.Credential.Groups = []uint32{}
+	}
+	return cmd
+}
+
+// run runs a role and returns its stdout.
+func (c child) run(t testing.TB, role string, args ...string) string {
+	t.Helper()
+	cmd := c.command(role, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child %s %v as uid %d: %v\n%s", role, args, c.uid, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func fmtResult(v any, err error) string {
+	if err != nil {
+		return "err " + err.Error()
+	}
+	return fmt.Sprint(v)
+}

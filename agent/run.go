@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/store"
+)
+
+// RunConfig configures [Run]: the daemon's whole life.
+type RunConfig struct {
+	// Server configures the server; its Policy is loaded by Run from
+	// PolicyPath and need not be set.
+	Server Config
+	// Store is the store to serve, opened with its backend.
+	Store *store.Store
+	// PolicyPath is the policy file, re-read on SIGHUP.
+	PolicyPath string
+	// Listener is the socket to serve on, from [Listen] or systemd.
+	Listener net.Listener
+	// Health, if set, is called every HealthInterval to check the
+	// backend; status reports the result.
+	Health func(ctx context.Context) error
+	// HealthInterval defaults to 30s.
+	HealthInterval time.Duration
+	// ShutdownTimeout bounds how long SIGTERM waits for requests in
+	// flight. Default 10s.
+	ShutdownTimeout time.Duration
+	// Ready, if set, is called once the agent serves, after each reload
+	// and when it starts to stop, with a short status line.
+	Ready func(event, status string)
+}
+
+// Run loads the policy and every secret, serves on cfg.Listener until ctx
+// is done, reloads policy and store on SIGHUP, and on exit drains
+// connections and zeroes every secret. A policy or store that fails to
+// load at start is an error; on reload it is logged and the running one
+// kept, so the agent never fails open and never drops what it serves.
+func Run(ctx context.Context, cfg RunConfig) error {
+	log := orDefault(cfg.Server.Logger, slog.New(slog.DiscardHandler))
+	notify := cfg.Ready
+	if notify == nil {
+		notify = func(string, string) {}
+	}
+	pol, err := policy.Load(cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	cache, err := loadCache(ctx, cfg.Store, log)
+	if err != nil {
+		return err
+	}
+	sc := cfg.Server
+	sc.Policy = pol
+	s, err := New(sc)
+	if err != nil {
+		cache.Destroy()
+		return err
+	}
+	defer s.Close()
+	s.SetCache(cache)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.Serve(cfg.Listener) }()
+	if cfg.Health != nil {
+		go monitorHealth(ctx, s, cfg.Health, orDefault(cfg.HealthInterval, 30*time.Second), log)
+	}
+	status := func() string {
+		return fmt.Sprintf("serving %d secrets, %d policy rules", s.Secrets(), s.policy.Load().Rules())
+	}
+	log.Info("agent ready", "socket", cfg.Listener.Addr().String(), "secrets", s.Secrets(), "rules", pol.Rules())
+	notify("ready", status())
+
+	for {
+		select {
+		case <-hup:
+			notify("reloading", "reloading policy and store")
+			reload(ctx, s, cfg, log)
+			notify("ready", status())
+		case err := <-serveErr:
+			return fmt.Errorf("agent stopped serving: %w", err)
+		case <-ctx.Done():
+			notify("stopping", "draining connections")
+			log.Info("agent stopping")
+			sctx, cancel := context.WithTimeout(context.Background(), orDefault(cfg.ShutdownTimeout, 10*time.Second))
+			defer cancel()
+			if err := s.Shutdown(sctx); err != nil {
+				log.Warn("connections did not finish in time; closed them", "err", err)
+			}
+			if err := <-serveErr; !errors.Is(err, ErrServerClosed) {
+				log.Warn("listener ended with an error", "err", err)
+			}
+			return nil
+		}
+	}
+}
+
+// reload re-reads the policy and the store, keeping what runs when either
+// fails.
+func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
+	if pol, err := policy.Load(cfg.PolicyPath); err != nil {
+		log.Error("policy reload refused; the running policy stays", "path", cfg.PolicyPath, "err", err)
+	} else {
+		s.SetPolicy(pol)
+		log.Info("policy reloaded", "rules", pol.Rules())
+	}
+	if cache, err := loadCache(ctx, cfg.Store, log); err != nil {
+		log.Error("store reload failed; the running secrets stay", "err", err)
+	} else {
+		s.SetCache(cache)
+		log.Info("store reloaded", "secrets", cache.Len())
+	}
+}
+
+func loadCache(ctx context.Context, st *store.Store, log *slog.Logger) (*Cache, error) {
+	cache, skipped, err := LoadCache(ctx, st)
+	for _, e := range skipped {
+		log.Error("secret not loaded", "err", e)
+	}
+	return cache, err
+}
+
+func monitorHealth(ctx context.Context, s *Server, check func(context.Context) error, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, every/2)
+		err := check(cctx)
+		cancel()
+		if was := s.healthy.Swap(err == nil); was != (err == nil) {
+			if err != nil {
+				log.Error("backend unhealthy; serving from memory continues", "err", err)
+			} else {
+				log.Info("backend healthy again")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keyward/keyward/agent/peer"
+	"github.com/keyward/keyward/agent/policy"
+)
+
+// ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown].
+var ErrServerClosed = errors.New("agent: server closed")
+
+// Config configures a [Server]. Policy is required; every other zero field
+// means its default.
+type Config struct {
+	// Policy decides who may do what. It can be replaced while serving
+	// with [Server.SetPolicy].
+	Policy *policy.Policy
+	// Backend names the root-key backend in status answers ("pkcs11").
+	Backend string
+	// Agent is the software name and version sent in hello and status.
+	Agent string
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Audit receives one event per decision; nil discards them.
+	Audit *slog.Logger
+	// MaxConns bounds open connections; more are closed at accept.
+	// Default 1024.
+	MaxConns int
+	// FrameTimeout bounds how long a client may take to send the rest of
+	// a frame once its first byte arrived. Default 2s.
+	FrameTimeout time.Duration
+	// IdleTimeout closes connections that send nothing for this long.
+	// Default 10m.
+	IdleTimeout time.Duration
+	// Hasher hashes caller executables; nil means a default one.
+	Hasher *peer.Hasher
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// A Server serves secrets from a [Cache] over Unix stream connections to
+// the callers its policy names. Each connection's peer is attested at
+// accept, before a byte is read, and re-verified before every answer.
+//
+// A Server is safe for concurrent use: SetCache and SetPolicy may be called
+// while it serves.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	audit   *slog.Logger
+	events  *auditQueue // to the audit goroutine
+	auditWG sync.WaitGroup
+	started time.Time
+
+	mu    sync.RWMutex // guards cache; readers hold it while copying a secret out
+	cache *Cache
+
+	policy  atomic.Pointer[policy.Policy]
+	healthy atomic.Bool
+
+	connsMu   sync.Mutex
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// New returns a Server with an empty cache.
+func New(cfg Config) (*Server, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("agent: no policy configured")
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = 2 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.Hasher == nil {
+		cfg.Hasher = peer.NewHasher(0)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Agent == "" {
+		cfg.Agent = "keyward"
+	}
+	discard := slog.New(slog.DiscardHandler)
+	s := &Server{
+		cfg:       cfg,
+		log:       orDefault(cfg.Logger, discard),
+		audit:     orDefault(cfg.Audit, discard),
+		started:   cfg.Now(),
+		cache:     &Cache{secrets: map[string]*cacheEntry{}},
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+	}
+	s.policy.Store(cfg.Policy)
+	s.healthy.Store(true)
+	s.events = newAuditQueue()
+	s.auditWG.Go(s.writeAudit)
+	return s, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// SetCache swaps in c and destroys the previous cache once no request is
+// copying from it.
+func (s *Server) SetCache(c *Cache) {
+	s.mu.Lock()
+	old := s.cache
+	s.cache = c
+	s.mu.Unlock()
+	old.Destroy()
+}
+
+// SetPolicy replaces the policy for every request that starts after it.
+func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// SetHealthy records the backend's health, reported by status.
+func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
+
+// Secrets returns the number of secrets being served.
+func (s *Server) Secrets() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cache.Len()
+}
+
+// Serve accepts connections on l until l fails or Shutdown is called, and
+// serves each in its own goroutine. l must yield *net.UnixConn. Serve
+// always returns a non-nil error; after Shutdown, [ErrServerClosed].
+func (s *Server) Serve(l net.Listener) error {
+	if !s.trackListener(l, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(l, false)
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			s.log.Error("refusing a connection that is not a Unix socket", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		cn := &conn{s: s, c: uc}
+		if !s.trackConn(cn, true) {
+			s.log.Warn("connection limit reached; closing a new connection", "max_conns", s.cfg.MaxConns)
+			uc.Close()
+			continue
+		}
+		go cn.serve()
+	}
+}
+
+func (s *Server) trackListener(l net.Listener, add bool) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if add {
+		if s.closing.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if add {
+		if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+	} else {
+		delete(s.conns, c)
+		s.wg.Done()
+	}
+	return true
+}
+
+// Shutdown stops accepting, lets requests in flight finish, closes idle
+// connections, and waits for every connection to end or ctx to expire,
+// when it closes the rest. It does not destroy the cache: call Close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.connsMu.Lock()
+	s.closing.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.interrupt()
+	}
+	s.connsMu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.connsMu.Lock()
+		for c := range s.conns {
+			c.c.Close()
+		}
+		s.connsMu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close zeroes every cached secret and writes the audit events still
+// queued. Call it once, after Shutdown.
+func (s *Server) Close() {
+	s.SetCache(&Cache{secrets: map[string]*cacheEntry{}})
+	s.events.close()
+	s.auditWG.Wait()
+}
+
+// Harden makes the process unfit for leaking secrets through the system:
+// not dumpable (no core files, no ptrace by same-uid processes, /proc/PID
+// files owned by root) and a zero core size limit.
+func Harden() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("failed to make the process non-dumpable: %w", err)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		return fmt.Errorf("failed to disable core files: %w", err)
+	}
+	return nil
+}
