@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/keyward/keyward/store"
+)
+
+// A usageError is a mistake in how keyward was called: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return &usageError{err.Error()}
+}
+
+// report prints err the way an operator reads it and returns the exit
+// status: "keyward: error: ..." and optional "keyward: hint: ..." lines on
+// stderr, in the style of age.
+func report(w io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) && err.Error() == "" {
+		return ec.ExitCode()
+	}
+	fmt.Fprintf(w, "keyward: error: %s\n", strings.TrimSpace(err.Error()))
+	for _, h := range hints(err) {
+		fmt.Fprintf(w, "keyward: hint: %s\n", h)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return exitFailed
+}
+
+// hints returns what an operator can do about err.
+func hints(err error) []string {
+	// Backend errors (package hsm) already say what to do.
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return []string{"add --new-version to store the value as the next version"}
+	case errors.Is(err, store.ErrIntegrity):
+		return []string{"restore the envelope from a backup, or put the secret again"}
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return []string{"run keyward help for usage"}
+	}
+	return nil
+}

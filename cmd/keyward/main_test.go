@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"keyward": func() { os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs each testdata/*.txt script against its own SoftHSM token
+// and store. Scripts see $STORE, $TOKENDIR, $CONFIG and $PINFILE.
+func TestScripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no scripts in testdata")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+			tok := testenv.SoftHSM(t)
+			testscript.Run(t, testscript.Params{
+				Files: []string{file},
+				Setup: func(env *testscript.Env) error {
+					return setupScript(env, tok)
+				},
+				Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+					"absent":   absent,
+					"waitsock": waitSocket,
+				},
+			})
+		})
+	}
+}
+
+// setupScript writes a configuration for the script's own store, token and
+// machine id.
+func setupScript(env *testscript.Env, tok *testenv.SoftHSMToken) error {
+	work := env.WorkDir
+	config := filepath.Join(work, "keyward.toml")
+	machineID := filepath.Join(work, "machine-id")
+	if err := os.WriteFile(machineID, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		return err
+	}
+	text := "[store]\n" +
+		"dir = " + quote(filepath.Join(work, "store")) + "\n" +
+		"machine_id_file = " + quote(machineID) + "\n" +
+		"[pkcs11]\n" +
+		"uri = " + quote(tok.URI("keyward-kek")) + "\n" +
+		"[agent]\n" +
+		"socket = " + quote(filepath.Join(work, "run", "agent.sock")) + "\n" +
+		"policy = " + quote(filepath.Join(work, "policy.toml")) + "\n" +
+		"audit_log = " + quote(filepath.Join(work, "audit.log")) + "\n"
+	if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
+		return err
+	}
+	env.Setenv("SOFTHSM2_CONF", tok.ConfPath)
+	env.Setenv("KEYWARD_CONFIG", config)
+	env.Setenv("STORE", filepath.Join(work, "store"))
+	env.Setenv("TOKENDIR", tok.TokenDir)
+	env.Setenv("PINFILE", tok.PINFile)
+	env.Setenv("MODULE", tok.ModulePath)
+	return nil
+}
+
+// absent fails if any file below the given directories contains the text:
+// absent TEXT DIR... . The directories must exist, so a wrong path cannot
+// make the check pass.
+func absent(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: absent TEXT DIR...")
+	}
+	text := []byte(args[0])
+	for _, dir := range args[1:] {
+		dir = ts.MkAbs(dir)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			ts.Fatalf("absent: %s is not a directory", dir)
+		}
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(b, text) {
+				ts.Fatalf("absent: %s contains %q", path, text)
+			}
+			return nil
+		})
+		ts.Check(err)
+	}
+}
+
+// waitSocket waits up to 10s until a Unix socket accepts connections:
+// waitsock PATH.
+func waitSocket(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitsock PATH")
+	}
+	path := ts.MkAbs(args[0])
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return
+		}
+	}
+	ts.Fatalf("nothing listens on %s", path)
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+// TestExitCodes checks the usage errors that need no backend: exit status 2
+// and a message on stderr.
+func TestExitCodes(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "keyward.toml")
+	os.WriteFile(cfg, []byte("[store]\nmachine_id_file = \"/nonexistent\"\n"), 0o644)
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"version"}, 0, "keyward 0"},
+		{[]string{"nosuch"}, 2, `unknown command "nosuch"`},
+		{[]string{"put"}, 2, "exactly one argument"},
+		{[]string{"put", "a", "s3cret-on-argv"}, 2, "never from the command line"},
+		{[]string{"put", "A/../b"}, 2, "invalid secret name"},
+		{[]string{"put", "--expires", "soon", "a"}, 2, "--expires"},
+		{[]string{"put", "--nosuchflag", "a"}, 2, "flag provided but not defined"},
+		{[]string{"rm", "a"}, 2, "--yes"},
+		{[]string{"init", "extra"}, 2, "no arguments"},
+		{[]string{"list"}, 1, "machine id"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"keyward", "--config", cfg}, tt.args...)
+			code := run(args, strings.NewReader(""), &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit status = %d, want %d (stderr: %s)", code, tt.code, stderr.String())
+			}
+			if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.want) {
+				t.Errorf("output = %q, want it to contain %q", out, tt.want)
+			}
+			if strings.Contains(stdout.String()+stderr.String(), "s3cret-on-argv") {
+				t.Errorf("output echoes the value given on the command line")
+			}
+			if tt.code != 0 && !strings.HasPrefix(stderr.String(), "keyward: error: ") {
+				t.Errorf("stderr = %q, want it to start with keyward: error:", stderr.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/tty"
+	"github.com/keyward/keyward/store"
+)
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create the backend key and the store directory (safe to run again)",
+		Description: "init finds the key-encryption key named in the configuration or creates it inside\n" +
+			"the token, checks that it wraps and unwraps, and creates the store directory (mode 0700).",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("init takes no arguments")
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			if _, err := store.ReadHostID(cfg.Store.MachineIDFile); err != nil {
+				return err
+			}
+			b, created, err := openBackend(c.Context, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if err := selfTest(c.Context, b); err != nil {
+				return err
+			}
+			if err := store.Init(cfg.Store.Dir); err != nil {
+				return err
+			}
+			w := c.App.Writer
+			if created {
+				fmt.Fprintf(w, "created key-encryption key %s\n", b.KeyID())
+			} else {
+				fmt.Fprintf(w, "key-encryption key %s already exists; nothing changed\n", b.KeyID())
+			}
+			fmt.Fprintf(w, "store directory %s is ready\n", cfg.Store.Dir)
+			return nil
+		},
+	}
+}
+
+// selfTest wraps and unwraps a random data key, so a broken backend is
+// found now rather than at the first put.
+func selfTest(ctx context.Context, b store.Backend) error {
+	key := make([]byte, store.DataKeySize)
+	copy(key, "keyward self-test data key......")
+	w, err := b.Wrap(ctx, key)
+	if err != nil {
+		return fmt.Errorf("backend self-test failed to wrap: %w", err)
+	}
+	got, err := b.Unwrap(ctx, w)
+	if err != nil {
+		return fmt.Errorf("backend self-test failed to unwrap: %w", err)
+	}
+	if string(got) != string(key) {
+		return errors.New("backend self-test: unwrap returned another key")
+	}
+	return nil
+}
+
+func putCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "put",
+		Usage:     "store a secret read from stdin or a file",
+		ArgsUsage: "NAME",
+		Description: "put reads the value from standard input (prompting without echo at a terminal) or\n" +
+			"from --from-file, seals it and prints the new version. One trailing newline is removed\n" +
+			"unless --keep-newline is given. The value is never taken from the command line.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from-file", Usage: "read the value from `FILE` instead of stdin"},
+			&cli.BoolFlag{Name: "new-version", Usage: "add a version to an existing secret"},
+			&cli.StringFlag{Name: "expires", Usage: "stop serving the version after `DURATION` (90d, 12h) or at an RFC 3339 time"},
+			&cli.BoolFlag{Name: "keep-newline", Usage: "keep a trailing newline in the value"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("put takes exactly one argument, the secret's NAME; the value is read from stdin " +
+					"or --from-file, never from the command line, where ps and shell history would show it")
+			}
+			name := c.Args().First()
+			if err := store.ValidateName(name); err != nil {
+				return usagef("%v", err)
+			}
+			var expires time.Time
+			if e := c.String("expires"); e != "" {
+				t, err := parseExpiry(e, time.Now())
+				if err != nil {
+					return usagef("%v", err)
+				}
+				expires = t
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			value, err := readValue(c, name)
+			if err != nil {
+				return err
+			}
+			defer clear(value)
+			s, b, err := openStore(c.Context, cfg)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			v, err := s.Put(c.Context, name, value, store.PutOptions{NewVersion: c.Bool("new-version"), Expires: expires})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s version %d\n", name, v)
+			return nil
+		},
+	}
+}
+
+// readValue reads a secret value from --from-file or stdin, bounded by
+// store.MaxSecretSize, and removes one trailing newline unless asked not to.
+func readValue(c *cli.Context, name string) ([]byte, error) {
+	var value []byte
+	var err error
+	switch path := c.String("from-file"); {
+	case path != "":
+		value, err = readBoundedFile(path)
+	case isTerminal(c.App.Reader):
+		value, err = tty.ReadHidden(fmt.Sprintf("value for %s (input hidden): ", name))
+	default:
+		value, err = readBounded(c.App.Reader, store.MaxSecretSize+2)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !c.Bool("keep-newline") {
+		n := len(value)
+		if n > 0 && value[n-1] == '\n' {
+			n--
+			if n > 0 && value[n-1] == '\r' {
+				n--
+			}
+		}
+		value = value[:n]
+	}
+	if len(value) == 0 {
+		return nil, errors.New("the secret value is empty; nothing was stored")
+	}
+	if len(value) > store.MaxSecretSize {
+		clear(value)
+		return nil, fmt.Errorf("the secret value is larger than %d bytes; nothing was stored", store.MaxSecretSize)
+	}
+	return value, nil
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && tty.IsTerminal(f)
+}
+
+func readBoundedFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readBounded(f, store.MaxSecretSize+2)
+}
+
+// readBounded reads all of r into one buffer allocated up front, so no
+// partial copies of the secret are left behind by growth, and fails if r
+// holds more than max bytes.
+func readBounded(r io.Reader, max int) ([]byte, error) {
+	buf := make([]byte, max+1)
+	n, err := io.ReadFull(r, buf)
+	if err == nil {
+		clear(buf)
+		return nil, fmt.Errorf("the secret value is larger than %d bytes; nothing was stored", store.MaxSecretSize)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		clear(buf)
+		return nil, fmt.Errorf("failed to read the secret value: %w", err)
+	}
+	return buf[:n:n], nil
+}
+
+// parseExpiry accepts a duration from now (Go syntax, plus a "d" suffix for
+// days) or an RFC 3339 time.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 && n < 100000 {
+			return now.Add(time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(d), nil
+	}
+	return time.Time{}, fmt.Errorf("--expires %q is neither a positive duration (90d, 12h) nor an RFC 3339 time (2027-01-31T00:00:00Z)", s)
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list secrets and versions (never values)",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("list takes no arguments")
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			s, err := openStoreReadOnly(cfg)
+			if err != nil {
+				return err
+			}
+			envs, damaged, err := s.List()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES")
+			for _, e := range envs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Name, e.Version, formatTime(e.Created), formatExpiry(e.Expires))
+			}
+			tw.Flush()
+			for _, d := range damaged {
+				fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", d)
+			}
+			if len(damaged) > 0 {
+				return cli.Exit(fmt.Sprintf("%d envelope(s) could not be read; the others are listed", len(damaged)), exitFailed)
+			}
+			return nil
+		},
+	}
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func formatExpiry(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return formatTime(t)
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "show an envelope's metadata without decrypting it",
+		ArgsUsage: "FILE | NAME[@VERSION]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("inspect takes one envelope FILE or secret NAME[@VERSION]")
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			path, err := envelopePath(cfg, c.Args().First())
+			if err != nil {
+				return err
+			}
+			e, err := store.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			host := "another host"
+			if h, err := store.ReadHostID(cfg.Store.MachineIDFile); err == nil && h == e.Host {
+				host = "this host"
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 1, ' ', 0)
+			fmt.Fprintf(tw, "file:\t%s\n", path)
+			fmt.Fprintf(tw, "format:\tkeyward envelope v1\n")
+			fmt.Fprintf(tw, "name:\t%s\n", e.Name)
+			fmt.Fprintf(tw, "version:\t%d\n", e.Version)
+			fmt.Fprintf(tw, "created:\t%s\n", formatTime(e.Created))
+			fmt.Fprintf(tw, "expires:\t%s\n", formatExpiry(e.Expires))
+			fmt.Fprintf(tw, "backend:\t%s\n", e.Backend())
+			fmt.Fprintf(tw, "key id:\t%s\n", e.KeyID)
+			fmt.Fprintf(tw, "host:\t%s (%s)\n", e.Host, host)
+			fmt.Fprintf(tw, "wrapped key:\t%d bytes\n", len(e.WrappedKey))
+			fmt.Fprintf(tw, "ciphertext:\t%d bytes (value of %d bytes)\n", len(e.Ciphertext), len(e.Ciphertext)-16)
+			return tw.Flush()
+		},
+	}
+}
+
+// envelopePath resolves an inspect argument: an existing file, or
+// NAME[@VERSION] in the store (the latest version when none is given).
+func envelopePath(cfg config.Config, arg string) (string, error) {
+	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+		return arg, nil
+	}
+	name, ver, hasVer := strings.Cut(arg, "@")
+	if err := store.ValidateName(name); err != nil {
+		return "", usagef("%q is not an envelope file, and %v", arg, err)
+	}
+	s, err := openStoreReadOnly(cfg)
+	if err != nil {
+		return "", err
+	}
+	var version uint32
+	if hasVer {
+		v, err := strconv.ParseUint(ver, 10, 32)
+		if err != nil || v == 0 {
+			return "", usagef("version %q is not a positive number", ver)
+		}
+		version = uint32(v)
+	}
+	return s.Path(name, version)
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "remove a secret, all its versions",
+		ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Usage: "confirm the removal"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("rm takes exactly one secret NAME")
+			}
+			name := c.Args().First()
+			if err := store.ValidateName(name); err != nil {
+				return usagef("%v", err)
+			}
+			if !c.Bool("yes") {
+				return usagef("rm deletes every version of %s and cannot be undone; add --yes to confirm", name)
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			s, err := openStoreReadOnly(cfg)
+			if err != nil {
+				return err
+			}
+			n, err := s.Remove(name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "removed %s (%d version(s))\n", name, n)
+			return nil
+		},
+	}
+}
+
+// openStoreReadOnly opens the store for metadata operations, with no backend.
+func openStoreReadOnly(cfg config.Config) (*store.Store, error) {
+	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
+	if err != nil {
+		return nil, err
+	}
+	return store.New(store.Config{Dir: filepath.Clean(cfg.Store.Dir), Host: host})
+}
+
+// openStore opens the store with its backend. The caller closes the backend.
+func openStore(ctx context.Context, cfg config.Config) (*store.Store, backend, error) {
+	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, _, err := openBackend(ctx, cfg, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host})
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return s, b, nil
+}

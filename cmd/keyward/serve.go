@@ -1,0 +1,325 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/client"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the agent: load every secret and serve it to the callers policy names",
+		Description: "serve makes the process non-dumpable, unwraps every secret into locked memory, and\n" +
+			"listens on agent.socket. SIGHUP reloads policy and store; SIGTERM or SIGINT drains\n" +
+			"connections, zeroes the secrets and exits 0.",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("serve takes no arguments")
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			if err := agent.Harden(); err != nil {
+				return err
+			}
+			log, err := newLogger(c.App.ErrWriter, cfg.Agent.LogLevel)
+			if err != nil {
+				return err
+			}
+			audit, closeAudit, err := openAudit(c.App.ErrWriter, cfg.Agent.AuditLog)
+			if err != nil {
+				return err
+			}
+			defer closeAudit()
+			mode, err := cfg.Agent.Mode()
+			if err != nil {
+				return err
+			}
+			gid, err := lookupGroup(cfg.Agent.SocketGroup)
+			if err != nil {
+				return err
+			}
+			st, b, err := openStore(c.Context, cfg)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			l, err := agent.Listen(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return agent.Run(ctx, agent.RunConfig{
+				Server: agent.Config{
+					Backend:      cfg.Backend,
+					Agent:        "keyward " + Version,
+					Logger:       log,
+					Audit:        audit,
+					MaxConns:     cfg.Agent.MaxConnections,
+					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
+					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
+				},
+				Store:      st,
+				PolicyPath: cfg.Agent.Policy,
+				Listener:   l,
+				Health:     b.Healthy,
+			})
+		},
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, err
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// openAudit opens the audit trail: JSON events, marked "log":"audit", on
+// stderr or appended to a file created 0600, batched by an AuditWriter.
+func openAudit(stderr io.Writer, dest string) (*slog.Logger, func(), error) {
+	w, closeFile := stderr, func() error { return nil }
+	if dest != "stderr" {
+		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed to open the audit log: %w", err)
+		}
+		w, closeFile = f, f.Close
+	}
+	aw := agent.NewAuditWriter(w, 0)
+	closeAll := func() {
+		aw.Close()
+		closeFile()
+	}
+	return slog.New(slog.NewJSONHandler(aw, nil)).With("log", "audit"), closeAll, nil
+}
+
+// lookupGroup resolves a group name or number; "" means -1, no change.
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("agent.socket_group %q: %w; create the group or fix the setting", name, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+var socketFlag = &cli.StringFlag{
+	Name:    "socket",
+	Usage:   "agent socket `PATH`",
+	EnvVars: []string{client.SocketEnv},
+	Value:   client.DefaultSocket,
+}
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "print a secret fetched from the running agent",
+		ArgsUsage: "NAME",
+		Description: "get asks the agent for the secret and writes its value, exactly, with no newline\n" +
+			"added, to stdout or to a new file created 0600 (--out). It reads no configuration.",
+		Flags: []cli.Flag{
+			socketFlag,
+			&cli.UintFlag{Name: "version", Usage: "a given `VERSION` instead of the current one"},
+			&cli.StringFlag{Name: "out", Usage: "write the value to a new `FILE` (mode 0600) instead of stdout"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("get takes exactly one secret NAME")
+			}
+			v := c.Uint("version")
+			if v > 1<<32-1 {
+				return usagef("--version %d is out of range", v)
+			}
+			cl, err := client.Dial(c.Context, c.String("socket"))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			sec, err := cl.GetVersion(c.Context, c.Args().First(), uint32(v))
+			if err != nil {
+				return err
+			}
+			defer sec.Wipe()
+			if path := c.String("out"); path != "" {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+				if err != nil {
+					return fmt.Errorf("failed to create %s: %w (get --out never overwrites)", path, err)
+				}
+				if _, err := f.Write(sec.Bytes()); err != nil {
+					f.Close()
+					return err
+				}
+				return f.Close()
+			}
+			_, err = c.App.Writer.Write(sec.Bytes())
+			return err
+		},
+	}
+}
+
+func execCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a program with secrets in its environment",
+		ArgsUsage: "--env VAR=NAME... -- COMMAND [ARG...]",
+		Description: "exec fetches each NAME from the agent and replaces itself with COMMAND, with VAR set\n" +
+			"to the value. For tools that only read environment variables: any process of the same\n" +
+			"user can read a process's environment, so prefer the Go client or `get --out`.",
+		Flags: []cli.Flag{
+			socketFlag,
+			&cli.StringSliceFlag{Name: "env", Usage: "set `VAR=NAME`: environment variable VAR to secret NAME"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("exec needs a COMMAND after --")
+			}
+			vars := c.StringSlice("env")
+			if len(vars) == 0 {
+				return usagef("exec needs at least one --env VAR=NAME")
+			}
+			path, err := exec.LookPath(c.Args().First())
+			if err != nil {
+				return err
+			}
+			cl, err := client.Dial(c.Context, c.String("socket"))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			env := os.Environ()
+			for _, kv := range vars {
+				name, secret, ok := strings.Cut(kv, "=")
+				if !ok || name == "" || strings.ContainsAny(name, "=\x00") {
+					return usagef("--env %q is not VAR=NAME", kv)
+				}
+				sec, err := cl.Get(c.Context, secret)
+				if err != nil {
+					return fmt.Errorf("%s: %w", secret, err)
+				}
+				if strings.IndexByte(string(sec.Bytes()), 0) >= 0 {
+					sec.Wipe()
+					return fmt.Errorf("%s contains a NUL byte and cannot go into an environment variable", secret)
+				}
+				env = append(env, name+"="+string(sec.Bytes()))
+				sec.Wipe()
+			}
+			return syscall.Exec(path, c.Args().Slice(), env)
+		},
+	}
+}
+
+func policyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "work with the access policy",
+		Subcommands: []*cli.Command{{
+			Name:      "check",
+			Usage:     "explain whether a caller may use a secret, and which rule decides",
+			ArgsUsage: "NAME",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "policy", Usage: "policy `FILE` (default: agent.policy from the configuration)"},
+				&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, list, watch or admin"},
+				&cli.UintFlag{Name: "uid", Usage: "caller `UID`", Required: true},
+				&cli.UintFlag{Name: "gid", Usage: "caller primary `GID`"},
+				&cli.UintSliceFlag{Name: "group", Usage: "caller supplementary `GID` (repeatable)"},
+				&cli.StringFlag{Name: "exe", Usage: "caller executable `PATH`"},
+				&cli.StringFlag{Name: "sha256", Usage: "caller executable SHA-256 `HEX`"},
+				&cli.StringFlag{Name: "unit", Usage: "caller systemd `UNIT`"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usagef("policy check takes exactly one secret NAME")
+				}
+				op, err := policy.ParseOp(c.String("op"))
+				if err != nil {
+					return usagef("%v", err)
+				}
+				caller := &staticCaller{uid: uint32(c.Uint("uid")), gid: uint32(c.Uint("gid")),
+					exe: c.String("exe"), unit: c.String("unit")}
+				for _, g := range c.UintSlice("group") {
+					caller.groups = append(caller.groups, uint32(g))
+				}
+				if h := c.String("sha256"); h != "" {
+					b, err := hex.DecodeString(h)
+					if err != nil || len(b) != 32 {
+						return usagef("--sha256 %q is not 64 hexadecimal digits", h)
+					}
+					caller.sum, caller.hasSum = [32]byte(b), true
+				}
+				path := c.String("policy")
+				if path == "" {
+					cfg, err := loadConfig(c)
+					if err != nil {
+						return err
+					}
+					path = cfg.Agent.Policy
+				}
+				pol, err := policy.Load(path)
+				if err != nil {
+					return err
+				}
+				d, lines := pol.Explain(caller, op, c.Args().First())
+				w := c.App.Writer
+				verdict := "deny"
+				if d.Allowed {
+					verdict = "allow"
+				}
+				fmt.Fprintf(w, "%s: %s\n", verdict, d.Reason)
+				for _, l := range lines {
+					fmt.Fprintln(w, l)
+				}
+				if !d.Allowed {
+					return cli.Exit("", exitFailed)
+				}
+				return nil
+			},
+		}},
+	}
+}
+
+// staticCaller is a caller described on the command line.
+type staticCaller struct {
+	uid, gid  uint32
+	groups    []uint32
+	exe, unit string
+	sum       [32]byte
+	hasSum    bool
+}
+
+func (s *staticCaller) UID() uint32      { return s.uid }
+func (s *staticCaller) GID() uint32      { return s.gid }
+func (s *staticCaller) Groups() []uint32 { return s.groups }
+func (s *staticCaller) Exe() string      { return s.exe }
+func (s *staticCaller) Unit() string     { return s.unit }
+func (s *staticCaller) ExeSHA256() ([32]byte, error) {
+	if !s.hasSum {
+		return [32]byte{}, errors.New("no --sha256 given")
+	}
+	return s.sum, nil
+}

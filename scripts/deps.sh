@@ -1,0 +1,21 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs the Debian
+# packages keyward's tests and demo need, when they are missing.
+
+keyward_packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libssl-dev gcc libc6-dev ca-certificates)
+
+install_deps() {
+	local missing=() p sudo=""
+	for p in "${keyward_packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		echo "installing: ${missing[*]}"
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	if ! command -v go >/dev/null; then
+		echo "keyward needs Go 1.26 or newer on PATH (https://go.dev/doc/install); Debian 12's golang package is too old" >&2
+		return 1
+	fi
+}
