@@ -20,40 +20,14 @@ import (
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
-	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/storetest"
 )
-
-var testHost = store.DeriveHostID("0123456789abcdef0123456789abcdef")
 
 // newStore seals secrets into a fresh store under a fresh SoftHSM token.
 func newStore(t testing.TB, secrets map[string]string) *store.Store {
 	t.Helper()
-	tok := testenv.SoftHSM(t)
-	uri, err := hsm.ParseURI(tok.URI("keyward-kek"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := hsm.Init(hsm.Config{URI: uri, PIN: tok.PIN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	dir := filepath.Join(t.TempDir(), "store")
-	if err := store.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.New(store.Config{Dir: dir, Backend: b, Host: testHost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, value := range secrets {
-		if _, err := st.Put(context.Background(), name, []byte(value), store.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
+	return storetest.SoftHSMStore(t, secrets)
 }
 
 // publicDir returns a directory every uid can enter, for sockets and

@@ -15,9 +15,8 @@ import (
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
-	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/storetest"
 )
 
 const testPolicy = `
@@ -64,34 +63,8 @@ func serveAgent(t *testing.T, st *store.Store, socket string) (stop func()) {
 	return stop
 }
 
-func newStore(t *testing.T, secrets map[string]string) *store.Store {
-	t.Helper()
-	tok := testenv.SoftHSM(t)
-	uri, err := hsm.ParseURI(tok.URI("kek"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := hsm.Init(hsm.Config{URI: uri, PIN: tok.PIN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	dir := filepath.Join(t.TempDir(), "store")
-	store.Init(dir)
-	st, err := store.New(store.Config{Dir: dir, Backend: b, Host: store.DeriveHostID("0123456789abcdef0123456789abcdef")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n, v := range secrets {
-		if _, err := st.Put(context.Background(), n, []byte(v), store.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
-}
-
 func TestClient(t *testing.T) {
-	st := newStore(t, map[string]string{"binance/mm-prod": "v1-secret", "okx/hidden": "nope"})
+	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret", "okx/hidden": "nope"})
 	socket := filepath.Join(t.TempDir(), "agent.sock")
 	serveAgent(t, st, socket)
 	ctx := context.Background()
@@ -142,7 +115,7 @@ func TestClient(t *testing.T) {
 // TestReconnectAfterRestart: a client keeps working across an agent
 // restart; requests while the agent is down fail with ErrUnavailable.
 func TestReconnectAfterRestart(t *testing.T) {
-	st := newStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
+	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
 	socket := filepath.Join(t.TempDir(), "agent.sock")
 	stop := serveAgent(t, st, socket)
 	ctx := context.Background()

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/storetest"
 )
 
 // BenchmarkLoad1000 measures what an agent does at start: list a store of
 // 1,000 secrets on SoftHSM and decrypt every one (one unwrap in the token
 // each). It reports milliseconds per 1,000 secrets.
 func BenchmarkLoad1000(b *testing.B) {
-	backend, _ := softHSMBackend(b)
+	backend, _ := storetest.SoftHSMBackend(b)
 	s := newStore(b, backend)
 	ctx := context.Background()
 	value := make([]byte, 64)
@@ -40,7 +41,7 @@ func BenchmarkLoad1000(b *testing.B) {
 
 // BenchmarkPut measures sealing and durably writing one 64-byte secret.
 func BenchmarkPut(b *testing.B) {
-	backend, _ := softHSMBackend(b)
+	backend, _ := storetest.SoftHSMBackend(b)
 	s := newStore(b, backend)
 	ctx := context.Background()
 	value := make([]byte, 64)

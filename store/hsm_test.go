@@ -15,47 +15,24 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
 
-// softHSMBackend opens a fresh SoftHSM token with a new key.
-func softHSMBackend(t testing.TB) (*hsm.Token, *testenv.SoftHSMToken) {
-	t.Helper()
-	tok := testenv.SoftHSM(t)
-	b, _ := openToken(t, tok.URI("kek"), tok.PIN)
-	return b, tok
-}
-
-func openToken(t testing.TB, uri string, pin []byte) (*hsm.Token, bool) {
-	t.Helper()
-	u, err := hsm.ParseURI(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, created, err := hsm.Init(hsm.Config{URI: u, PIN: pin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b, created
-}
-
 func TestSoftHSMConformance(t *testing.T) {
-	b, _ := softHSMBackend(t)
+	b, _ := storetest.SoftHSMBackend(t)
 	storetest.Run(t, b)
 }
 
 func TestSoftHSMTamper(t *testing.T) {
-	b, _ := softHSMBackend(t)
+	b, _ := storetest.SoftHSMBackend(t)
 	RunTamper(t, b)
 }
 
 // TestEnvelopeDoesNotLeak: neither the value nor the data key appears in
 // the envelope or the token's files.
 func TestEnvelopeDoesNotLeak(t *testing.T) {
-	b, tok := softHSMBackend(t)
+	b, tok := storetest.SoftHSMBackend(t)
 	s := newStore(t, b)
 	const value = "leak-canary-9d7c1e5f"
 	mustPut(t, s, "binance/mm-prod", value, store.PutOptions{})
@@ -119,7 +96,7 @@ func runWriter(dir string) int {
 // TestCrashSafety kills a writer with SIGKILL at random points during many
 // puts; every envelope left must be complete and decrypt.
 func TestCrashSafety(t *testing.T) {
-	b, tok := softHSMBackend(t)
+	b, tok := storetest.SoftHSMBackend(t)
 	s := newStore(t, b)
 	self, err := os.Executable()
 	if err != nil {

@@ -168,21 +168,12 @@ func truncUTC(t time.Time) time.Time {
 // Open decrypts a version of a secret; version 0 means the latest. The
 // caller must Destroy the secret when done.
 func (s *Store) Open(ctx context.Context, name string, version uint32) (*Secret, *Header, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, nil, err
-	}
 	if s.cfg.Backend == nil {
 		return nil, nil, errors.New("store: no backend configured")
 	}
-	if version == 0 {
-		versions, err := s.versions(name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(versions) == 0 {
-			return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, name)
-		}
-		version = versions[len(versions)-1]
+	version, err := s.resolve(name, version)
+	if err != nil {
+		return nil, nil, err
 	}
 	e, err := s.read(name, version)
 	if err != nil {
@@ -198,20 +189,33 @@ func (s *Store) Open(ctx context.Context, name string, version uint32) (*Secret,
 // Path returns the file of a version of a secret (the latest when version
 // is 0), or an error wrapping [ErrNotFound].
 func (s *Store) Path(name string, version uint32) (string, error) {
-	if err := ValidateName(name); err != nil {
+	version, err := s.resolve(name, version)
+	if err != nil {
 		return "", err
+	}
+	return filepath.Join(s.cfg.Dir, fileName(name, version)), nil
+}
+
+// resolve validates name and returns version if it exists, or the latest
+// version when version is 0; otherwise an error wrapping [ErrNotFound].
+func (s *Store) resolve(name string, version uint32) (uint32, error) {
+	if err := ValidateName(name); err != nil {
+		return 0, err
 	}
 	versions, err := s.versions(name)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	if version == 0 && len(versions) > 0 {
 		version = versions[len(versions)-1]
 	}
 	if !slices.Contains(versions, version) {
-		return "", fmt.Errorf("%w: %s version %d", ErrNotFound, name, version)
+		if version == 0 {
+			return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		return 0, fmt.Errorf("%w: %s version %d", ErrNotFound, name, version)
 	}
-	return filepath.Join(s.cfg.Dir, fileName(name, version)), nil
+	return version, nil
 }
 
 // OpenEnvelope decrypts an envelope already read with [Store.List].

@@ -14,19 +14,11 @@ import (
 	"github.com/keyward/keyward/store/storetest"
 )
 
-var testHost = store.DeriveHostID("0123456789abcdef0123456789abcdef")
+var testHost = storetest.TestHost
 
 func newStore(t testing.TB, b store.Backend) *store.Store {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "store")
-	if err := store.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.New(store.Config{Dir: dir, Backend: b, Host: testHost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return storetest.NewStore(t, b)
 }
 
 func mustPut(t *testing.T, s *store.Store, name, value string, opts store.PutOptions) uint32 {

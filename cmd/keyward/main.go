@@ -97,6 +97,15 @@ func unknownCommand(c *cli.Context) error {
 	return cli.ShowAppHelp(c)
 }
 
+// configNoArgs loads the configuration for a command that takes no
+// arguments, refusing any.
+func configNoArgs(c *cli.Context) (config.Config, error) {
+	if c.NArg() > 0 {
+		return config.Config{}, usagef("%s takes no arguments", c.Command.Name)
+	}
+	return loadConfig(c)
+}
+
 // loadConfig reads the configuration named by --config. The default path
 // may be absent (defaults apply); a path the operator named must exist.
 func loadConfig(c *cli.Context) (config.Config, error) {

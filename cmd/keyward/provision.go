@@ -26,10 +26,7 @@ func initCommand() *cli.Command {
 		Description: "init finds the key-encryption key named in the configuration or creates it inside\n" +
 			"the token, checks that it wraps and unwraps, and creates the store directory (mode 0700).",
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("init takes no arguments")
-			}
-			cfg, err := loadConfig(c)
+			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
 			}
@@ -222,10 +219,7 @@ func listCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list secrets and versions (never values)",
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("list takes no arguments")
-			}
-			cfg, err := loadConfig(c)
+			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
 			}
