@@ -2,8 +2,11 @@ package hsm
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"testing"
+
+	"github.com/keyward/keyward/internal/tty"
 )
 
 // Test hooks, exported to package hsm_test.
@@ -11,6 +14,21 @@ var (
 	PromptPIN = promptPIN
 	CheckPIN  = checkPIN
 )
+
+// promptPIN reads a PIN typed on rw after prompt, as readTerminalPIN does
+// on the real terminal.
+func promptPIN(rw io.ReadWriter, prompt string) ([]byte, error) {
+	line, err := tty.Prompt(rw, prompt, MaxPINLen)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(line)
+	pin, err := checkPIN(line)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: the PIN entered %w", err)
+	}
+	return pin, nil
+}
 
 // SetModuleDirs replaces the directories searched for module-name.
 func SetModuleDirs(t testing.TB, dirs []string) {

@@ -78,7 +78,7 @@ func TestReadPIN(t *testing.T) {
 		{name: "directory", s: setup{filePath: "/"}, wantErr: "not a regular file"},
 		{name: "fifo", s: setup{filePath: "fifo"}, wantErr: "not a regular file"},
 		{name: "empty terminal line", s: setup{terminal: true, typed: "\n"}, wantErr: "empty"},
-		{name: "nothing typed", s: setup{terminal: true, typed: ""}, wantErr: "no PIN entered"},
+		{name: "nothing typed", s: setup{terminal: true, typed: ""}, wantErr: "is empty"},
 		{name: "no source", s: setup{}, is: hsm.ErrNoPIN, wantErr: "systemd credential"},
 		{name: "bad credential name", s: setup{credName: "../pin"}, wantErr: "plain file name"},
 	} {
@@ -178,7 +178,7 @@ func TestPromptPIN(t *testing.T) {
 		{name: "stops at newline", typed: "1234\nrest", want: "1234", rest: "rest"},
 		{name: "spaces kept", typed: " 12 34 \n", want: " 12 34 "},
 		{name: "empty", typed: "\n", wantErr: "empty"},
-		{name: "nothing", typed: "", wantErr: "no PIN entered"},
+		{name: "nothing", typed: "", wantErr: "is empty"},
 		{name: "too long", typed: strings.Repeat("1", 300) + "\nrest", wantErr: "longer than 256", rest: "rest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,7 +139,7 @@ func readValue(c *cli.Context, name string) ([]byte, error) {
 	case path != "":
 		value, err = readBoundedFile(path)
 	case isTerminal(c.App.Reader):
-		value, err = tty.ReadHidden(fmt.Sprintf("value for %s (input hidden): ", name))
+		value, err = tty.ReadHidden(fmt.Sprintf("value for %s (input hidden): ", name), store.MaxSecretSize)
 	default:
 		value, err = readBounded(c.App.Reader, store.MaxSecretSize+2)
 	}

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
-
-// MaxLine bounds what ReadHidden accepts, in bytes.
-const MaxLine = 64 << 10
 
 // IsTerminal reports whether f is a terminal.
 func IsTerminal(f *os.File) bool {
@@ -20,59 +20,105 @@ func IsTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// ReadHidden writes prompt to the terminal and reads one line from it with
-// echo off, restoring the terminal afterwards. The line ending is removed.
-func ReadHidden(prompt string) ([]byte, error) {
+// ReadHidden writes prompt to the controlling terminal and reads one line
+// of at most max bytes from it with echo off (see [Prompt]), restoring the
+// terminal afterwards.
+func ReadHidden(prompt string, max int) ([]byte, error) {
 	t, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("no terminal to prompt on: %w", err)
 	}
 	defer t.Close()
-	fd := int(t.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, fmt.Errorf("no terminal to prompt on: %w", err)
-	}
-	quiet := *old
-	quiet.Lflag &^= unix.ECHO
-	quiet.Lflag |= unix.ICANON | unix.ISIG
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
-		return nil, fmt.Errorf("failed to turn terminal echo off: %w", err)
-	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	fmt.Fprint(t, prompt)
-	defer fmt.Fprintln(t)
-	return ReadLine(t)
+	var line []byte
+	err = WithEchoOff(int(t.Fd()), func() error {
+		var err error
+		line, err = Prompt(t, prompt, max)
+		return err
+	})
+	return line, err
 }
 
-// ReadLine reads one line of at most MaxLine bytes from r, one byte at a
-// time so that nothing past the line is consumed and no partial copies of
-// it are left in intermediate buffers, and removes the trailing "\n" or
-// "\r\n". It is meant for terminals and small inputs.
-func ReadLine(r io.Reader) ([]byte, error) {
-	buf := make([]byte, MaxLine+1)
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n : n+1])
-		n += m
-		if m == 1 && buf[n-1] == '\n' {
-			n--
-			break
+// Prompt writes prompt to rw and reads one line from it, a byte at a time
+// so that nothing past the line is consumed and no partial copies are left
+// in intermediate buffers. The "\n" or "\r\n" ending is removed. A line
+// longer than max bytes is read to its end, then refused.
+func Prompt(rw io.ReadWriter, prompt string, max int) ([]byte, error) {
+	if _, err := io.WriteString(rw, prompt); err != nil {
+		return nil, fmt.Errorf("failed to write the prompt: %w", err)
+	}
+	buf := make([]byte, max+1) // room for a trailing '\r'
+	defer clear(buf)
+	n, long := 0, false
+	var c [1]byte
+	for {
+		m, err := rw.Read(c[:])
+		if m == 1 {
+			if c[0] == '\n' {
+				break
+			}
+			if n < len(buf) {
+				buf[n] = c[0]
+				n++
+			} else {
+				long = true
+			}
+			continue
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			clear(buf)
-			return nil, err
+			return nil, fmt.Errorf("failed to read from the terminal: %w", err)
 		}
 	}
-	if n > MaxLine {
-		clear(buf)
-		return nil, fmt.Errorf("input is longer than %d bytes", MaxLine)
-	}
+	c[0] = 0
 	if n > 0 && buf[n-1] == '\r' {
 		n--
 	}
-	return buf[:n:n], nil
+	if long || n > max {
+		return nil, fmt.Errorf("the line entered is longer than %d bytes", max)
+	}
+	line := make([]byte, n)
+	copy(line, buf)
+	return line, nil
+}
+
+// WithEchoOff runs fn with echo turned off on the terminal fd (the newline
+// is still echoed), and restores the settings afterwards, also when the
+// process is interrupted meanwhile.
+func WithEchoOff(fd int, fn func() error) error {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return fmt.Errorf("failed to read the terminal settings: %w", err)
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ECHONL | unix.ICANON
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return fmt.Errorf("failed to turn terminal echo off: %w", err)
+	}
+	restore := sync.OnceFunc(func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) })
+	defer restore()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	defer func() {
+		signal.Stop(sig)
+		close(done)
+	}()
+	go func() {
+		select {
+		case s := <-sig:
+			// Give the terminal back, then let the signal do what it
+			// would have done without the prompt.
+			restore()
+			signal.Stop(sig)
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = p.Signal(s)
+			}
+		case <-done:
+		}
+	}()
+	return fn()
 }
