@@ -99,6 +99,7 @@ func (s *Server) writeAudit() {
 	t := time.NewTicker(auditEvery)
 	defer t.Stop()
 	attrs := make([]slog.Attr, 0, 8)
+	lastReport := time.Now()
 	for {
 		batch, closed := s.events.take()
 		for i := range batch {
@@ -124,6 +125,10 @@ func (s *Server) writeAudit() {
 			ev.logger.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
 		}
 		s.events.done(batch)
+		if closed || time.Since(lastReport) >= time.Second {
+			s.denials.report(s.audit)
+			lastReport = time.Now()
+		}
 		if closed {
 			return
 		}

@@ -12,51 +12,65 @@ import (
 // when 64 KiB are waiting. At most one interval of events (default 10ms)
 // can be lost if the process is killed; Close writes what is left.
 //
+// A failed write loses nothing: the unwritten events stay buffered and are
+// retried, and onError is told once per run of failures. While more than
+// maxPending bytes wait, Write blocks until they are written, which in the
+// agent stops serving: it fails closed rather than serving unaudited.
+//
 // An AuditWriter is safe for concurrent use; each Write must be one whole
 // event, as slog handlers produce.
 type AuditWriter struct {
 	w        io.Writer
-	mu       sync.Mutex // guards buf, spare, err
-	buf      []byte
-	spare    []byte // the buffer not being filled, reused to avoid garbage
-	err      error
-	writeMu  sync.Mutex // serialises writes to w
-	stop     chan struct{}
-	stopped  chan struct{}
+	onError  func(error)
 	interval time.Duration
+
+	mu      sync.Mutex // guards buf, spare, failing
+	buf     []byte
+	spare   []byte // the buffer not being filled, reused to avoid garbage
+	failing bool
+
+	writeMu sync.Mutex // serialises writes to w
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
-const auditBatch = 64 << 10
+const (
+	auditBatch = 64 << 10
+	maxPending = 16 << 20
+)
 
-// NewAuditWriter starts an AuditWriter; interval 0 means 10ms.
-func NewAuditWriter(w io.Writer, interval time.Duration) *AuditWriter {
+// NewAuditWriter starts an AuditWriter; interval 0 means 10ms. onError, if
+// not nil, is called when writes start failing.
+func NewAuditWriter(w io.Writer, interval time.Duration, onError func(error)) *AuditWriter {
 	if interval <= 0 {
 		interval = 10 * time.Millisecond
 	}
-	a := &AuditWriter{w: w, stop: make(chan struct{}), stopped: make(chan struct{}), interval: interval}
+	a := &AuditWriter{w: w, onError: onError, interval: interval, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.loop()
 	return a
 }
 
-// Write buffers one event. It returns the error of an earlier failed
-// write, so a broken audit destination is noticed.
+// Write buffers one event.
 func (a *AuditWriter) Write(p []byte) (int, error) {
 	a.mu.Lock()
-	if a.err != nil {
-		err := a.err
+	for len(a.buf) >= maxPending {
 		a.mu.Unlock()
-		return 0, err
+		if err := a.Flush(); err != nil {
+			time.Sleep(a.interval)
+		}
+		a.mu.Lock()
 	}
 	a.buf = append(a.buf, p...)
 	full := len(a.buf) >= auditBatch
 	a.mu.Unlock()
 	if full {
-		return len(p), a.Flush()
+		a.Flush()
 	}
 	return len(p), nil
 }
 
-// Flush writes every buffered event.
+// Flush writes every buffered event, or keeps what could not be written
+// and returns the error.
 func (a *AuditWriter) Flush() error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
@@ -70,16 +84,23 @@ func (a *AuditWriter) Flush() error {
 		a.mu.Unlock()
 		return nil
 	}
-	_, err := a.w.Write(b)
+	n, err := a.w.Write(b)
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
-		a.err = err
+		// Keep the unwritten events, ahead of those that came since.
+		a.buf = append(b[n:len(b):len(b)], a.buf...)
+		if !a.failing && a.onError != nil {
+			a.onError(err)
+		}
+		a.failing = true
+		return err
 	}
+	a.failing = false
 	if cap(b) <= 4*auditBatch {
 		a.spare = b[:0]
 	}
-	a.mu.Unlock()
-	return err
+	return nil
 }
 
 func (a *AuditWriter) loop() {

@@ -126,7 +126,7 @@ func benchAgent(b *testing.B, value string) (socket string, stop func()) {
 		b.Fatal(err)
 	}
 	st := newStore(b, map[string]string{"binance/mm-prod": value})
-	cache, _, err := agent.LoadCache(context.Background(), st)
+	cache, _, err := agent.LoadCache(context.Background(), st, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func benchAgent(b *testing.B, value string) (socket string, stop func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	aw := agent.NewAuditWriter(devnull, 0)
+	aw := agent.NewAuditWriter(devnull, 0, nil)
 	srv, err := agent.New(agent.Config{Policy: pol, Audit: slog.New(slog.NewJSONHandler(aw, nil))})
 	if err != nil {
 		b.Fatal(err)

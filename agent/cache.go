@@ -18,7 +18,8 @@ type Cache struct {
 }
 
 type cacheEntry struct {
-	versions []cacheVersion // ascending
+	versions []cacheVersion // ascending; those that could be decrypted
+	latest   uint32         // the highest version on disk
 }
 
 type cacheVersion struct {
@@ -27,8 +28,15 @@ type cacheVersion struct {
 	secret  *store.Secret
 }
 
-// current returns the latest version.
-func (e *cacheEntry) current() *cacheVersion { return &e.versions[len(e.versions)-1] }
+// current returns the latest version, or nil when the latest version on
+// disk could not be decrypted: serving an older one instead would roll the
+// secret back.
+func (e *cacheEntry) current() *cacheVersion {
+	if n := len(e.versions); n > 0 && e.versions[n-1].version == e.latest {
+		return &e.versions[n-1]
+	}
+	return nil
+}
 
 // find returns the given version, or nil.
 func (e *cacheEntry) find(version uint32) *cacheVersion {
@@ -41,40 +49,66 @@ func (e *cacheEntry) find(version uint32) *cacheVersion {
 	return &e.versions[i]
 }
 
-// LoadCache decrypts every envelope in st. Envelopes that cannot be read or
-// decrypted are skipped and returned in skipped, so one damaged secret
-// never keeps the others from being served; err is set only when the store
-// cannot be listed at all or when nothing could be decrypted although there
-// were envelopes (a backend that is down, a wrong key), since serving an
-// empty cache then would hide the failure.
-func LoadCache(ctx context.Context, st *store.Store) (c *Cache, skipped []error, err error) {
+// LoadCache decrypts every envelope in st. An envelope that cannot be read
+// or decrypted is reported in skipped and never keeps the others from being
+// served. On a reload, prev is the cache being served: a version that
+// fails now but was loaded before is kept from prev, so a transient HSM
+// error never drops a secret; a name whose newest version is in neither
+// is served as unavailable rather than rolled back to an older version.
+// err is set only when the store cannot be listed, or when there were
+// envelopes and none could be decrypted or kept (a backend that is down,
+// a wrong key): serving an empty cache then would hide the failure.
+func LoadCache(ctx context.Context, st *store.Store, prev *Cache) (c *Cache, skipped []error, err error) {
 	envs, damaged, err := st.List()
 	if err != nil {
 		return nil, nil, err
 	}
 	skipped = damaged
 	c = &Cache{secrets: make(map[string]*cacheEntry)}
+	loaded := 0
 	for _, e := range envs {
-		sec, err := st.OpenEnvelope(ctx, e)
-		if err != nil {
-			skipped = append(skipped, fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
-			continue
-		}
 		ent := c.secrets[e.Name]
 		if ent == nil {
 			ent = &cacheEntry{}
 			c.secrets[e.Name] = ent
 			c.names = append(c.names, e.Name)
 		}
-		// List returns versions ascending.
+		ent.latest = max(ent.latest, e.Version) // List returns versions ascending
+		sec, err := st.OpenEnvelope(ctx, e)
+		if err != nil {
+			kept := prev.copyOf(e.Name, e.Version)
+			if kept == nil {
+				skipped = append(skipped, fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
+				continue
+			}
+			skipped = append(skipped, fmt.Errorf("%s version %d: %w (serving the copy loaded before)", e.Name, e.Version, err))
+			sec = kept
+		}
 		ent.versions = append(ent.versions, cacheVersion{version: e.Version, expires: e.Expires, secret: sec})
+		loaded++
 	}
-	if len(envs) > 0 && len(c.secrets) == 0 {
+	if len(envs) > 0 && loaded == 0 {
 		c.Destroy()
 		return nil, skipped, fmt.Errorf("none of the %d envelopes could be decrypted; first error: %w", len(envs), skipped[len(damaged)])
 	}
 	slices.Sort(c.names)
 	return c, skipped, nil
+}
+
+// copyOf returns a copy of a version held by c, or nil. c may be nil.
+func (c *Cache) copyOf(name string, version uint32) *store.Secret {
+	if c == nil {
+		return nil
+	}
+	e := c.secrets[name]
+	if e == nil {
+		return nil
+	}
+	v := e.find(version)
+	if v == nil {
+		return nil
+	}
+	return store.NewSecret(v.secret.Bytes())
 }
 
 // Len returns the number of secrets (names) in the cache.

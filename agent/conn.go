@@ -117,6 +117,11 @@ func (c *conn) serve() {
 	c.peer = p
 	c.audit = s.audit.With(slog.Attr{Key: "caller", Value: p.LogValue()})
 	defer p.Close()
+	if !s.claimUID(p.UID()) {
+		s.log.Warn("connection limit of this uid reached; closing a new connection", "peer", p, "max_conns_per_uid", s.cfg.MaxConnsPerUID)
+		return
+	}
+	defer s.releaseUID(p.UID())
 
 	fr := &frameReader{c: c}
 	r := wire.NewReader(fr, wire.MaxRequestSize)
@@ -140,7 +145,17 @@ func (c *conn) serve() {
 		c.rec = auditRecord{}
 		var keep bool
 		out, keep = c.handle(out[:0], t, id, body, &hello)
+		if c.rec.set && c.rec.decision != "allow" && !s.denials.allow(p.UID()) {
+			// Over this uid's budget of audited denials: refuse, count
+			// instead of auditing, and make the caller reconnect.
+			if len(out) > 0 {
+				out = wire.AppendFrame(out[:0], id, errorMessage(wire.CodeRateLimited))
+			}
+			c.rec.set, keep = false, false
+		}
 		if len(out) > 0 {
+			// A client that stops reading cannot hold the connection.
+			c.c.SetWriteDeadline(s.cfg.Now().Add(s.cfg.FrameTimeout))
 			_, err = c.c.Write(out)
 			clear(out)
 		}
@@ -216,10 +231,14 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 		return c.list(out, id, pol), true
 	case *wire.Status:
 		c.auditEvent("status", "", 0, "allow", 0, "status is open to every connected caller")
+		var secrets int
+		if pol.Names(c.peer) {
+			secrets = s.Secrets() // the count, to callers the policy names only
+		}
 		return wire.AppendFrame(out, id, &wire.StatusOK{
 			Healthy:  s.healthy.Load(),
 			Backend:  s.cfg.Backend,
-			Secrets:  uint32(s.Secrets()),
+			Secrets:  uint32(secrets),
 			UptimeMS: uint64(s.cfg.Now().Sub(s.started).Milliseconds()),
 			Agent:    s.cfg.Agent,
 		}), true
@@ -270,8 +289,12 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 		v = e.find(m.Version)
 	}
 	if v == nil {
-		c.auditDecision("get", m.Name, m.Version, "error", wire.CodeNotFound, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeNotFound))
+		code := wire.CodeNotFound
+		if e != nil && m.Version == 0 {
+			code = wire.CodeUnavailable // the newest version failed to load
+		}
+		c.auditDecision("get", m.Name, m.Version, "error", code, d)
+		return wire.AppendFrame(out, id, errorMessage(code))
 	}
 	if !v.expires.IsZero() && !s.cfg.Now().Before(v.expires) {
 		c.auditDecision("get", m.Name, v.version, "deny", wire.CodeExpired, d)
@@ -290,13 +313,17 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 func (c *conn) list(out []byte, id uint32, pol *policy.Policy) []byte {
 	s := c.s
 	s.mu.RLock()
-	names := make([]string, 0, len(s.cache.names))
-	for _, n := range s.cache.names {
-		if pol.Decide(c.peer, policy.OpList, n).Allowed && pol.Decide(c.peer, policy.OpGet, n).Allowed {
-			names = append(names, n)
-		}
-	}
+	names := pol.Visible(c.peer, s.cache.names)
 	s.mu.RUnlock()
+	size := 4 + 5 + 4
+	for _, n := range names {
+		size += 1 + len(n)
+	}
+	if size > wire.MaxFrameSize {
+		s.log.Error("list answer does not fit in a frame", "names", len(names), "bytes", size)
+		c.auditEvent("list", "", 0, "error", wire.CodeInternal, "too many names for one answer")
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeInternal))
+	}
 	c.auditEvent("list", "", 0, "allow", 0, "")
 	return wire.AppendFrame(out, id, &wire.Names{Names: names})
 }

@@ -92,6 +92,7 @@ type agentOpts struct {
 	frameTimeout time.Duration
 	idleTimeout  time.Duration
 	maxConns     int
+	maxPerUID    int
 	quietAudit   bool
 }
 
@@ -102,7 +103,7 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 		t.Fatalf("policy.Parse() = %v", err)
 	}
 	st := newStore(t, secrets)
-	cache, skipped, err := agent.LoadCache(context.Background(), st)
+	cache, skipped, err := agent.LoadCache(context.Background(), st, nil)
 	if err != nil || len(skipped) > 0 {
 		t.Fatalf("LoadCache() = %v, %v", skipped, err)
 	}
@@ -112,14 +113,15 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 		auditW = io.Discard
 	}
 	srv, err := agent.New(agent.Config{
-		Policy:       pol,
-		Backend:      "pkcs11",
-		Agent:        "keyward test",
-		Logger:       slog.New(slog.NewJSONHandler(ta.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Audit:        slog.New(slog.NewJSONHandler(auditW, nil)),
-		FrameTimeout: opts.frameTimeout,
-		IdleTimeout:  opts.idleTimeout,
-		MaxConns:     opts.maxConns,
+		Policy:         pol,
+		Backend:        "pkcs11",
+		Agent:          "keyward test",
+		Logger:         slog.New(slog.NewJSONHandler(ta.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Audit:          slog.New(slog.NewJSONHandler(auditW, nil)),
+		FrameTimeout:   opts.frameTimeout,
+		IdleTimeout:    opts.idleTimeout,
+		MaxConns:       opts.maxConns,
+		MaxConnsPerUID: opts.maxPerUID,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -23,14 +23,21 @@ type ListenConfig struct {
 }
 
 // Listen creates the agent's Unix socket safely: its directory is created
-// 0750 if missing; the socket is bound with a umask that leaves it
-// accessible to no one until its mode and group are set; a file already at
+// 0750 if missing, and an existing one must belong to root or this user and
+// be writable by no one else (else another user could swap the socket for
+// their own); the socket is bound with a umask that gives it exactly its
+// mode, and its group is set without following symlinks; a file already at
 // the path is replaced only if it is a socket on which no agent answers.
+// The umask is process-wide: call Listen before starting other goroutines
+// that create files.
 func Listen(cfg ListenConfig) (*net.UnixListener, error) {
 	if cfg.Mode == 0 {
 		cfg.Mode = 0o660
 	}
 	dir := filepath.Dir(cfg.Path)
+	if err := checkSocketDir(dir); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("failed to create the socket directory: %w", err)
@@ -44,7 +51,7 @@ func Listen(cfg ListenConfig) (*net.UnixListener, error) {
 	if err := removeStale(cfg.Path); err != nil {
 		return nil, err
 	}
-	old := syscall.Umask(0o777)
+	old := syscall.Umask(int(0o777 &^ cfg.Mode.Perm()))
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Path, Net: "unix"})
 	syscall.Umask(old)
 	if err != nil {
@@ -55,14 +62,33 @@ func Listen(cfg ListenConfig) (*net.UnixListener, error) {
 		return nil, err
 	}
 	if cfg.GID >= 0 {
-		if err := os.Chown(cfg.Path, -1, cfg.GID); err != nil {
+		if err := os.Lchown(cfg.Path, -1, cfg.GID); err != nil {
 			return fail(fmt.Errorf("failed to set the group of %s: %w", cfg.Path, err))
 		}
 	}
-	if err := os.Chmod(cfg.Path, cfg.Mode); err != nil {
-		return fail(fmt.Errorf("failed to set the mode of %s: %w", cfg.Path, err))
-	}
 	return l, nil
+}
+
+// checkSocketDir refuses an existing socket directory that someone other
+// than root or this user owns or may write to.
+func checkSocketDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case ok && st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("socket directory %s belongs to uid %d; it must belong to root or the agent's user", dir, st.Uid)
+	case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+		return fmt.Errorf("socket directory %s is writable by group or others (mode %04o); run chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // removeStale removes a socket file left by an agent that is gone. It

@@ -162,7 +162,7 @@ func TestProtocolBadInput(t *testing.T) {
 // sending one byte per tick do not stop the agent serving others, and its
 // memory stays bounded.
 func TestSlowClientsAndIdleConnections(t *testing.T) {
-	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{frameTimeout: 500 * time.Millisecond, quietAudit: true})
+	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{frameTimeout: 500 * time.Millisecond, maxPerUID: 2000, quietAudit: true})
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -235,6 +235,20 @@ func TestSlowClientsAndIdleConnections(t *testing.T) {
 	}
 }
 
+// TestConnectionLimitPerUID: a uid's connections beyond MaxConnsPerUID are
+// closed, so one user cannot take every slot.
+func TestConnectionLimitPerUID(t *testing.T) {
+	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{maxPerUID: 3, quietAudit: true})
+	for range 3 {
+		if exchange(t, dial(t, ta.socket), hello()) == nil {
+			t.Fatal("connection within the per-uid limit refused")
+		}
+	}
+	if !isClosed(t, dial(t, ta.socket)) {
+		t.Error("connection over the per-uid limit was kept")
+	}
+}
+
 // TestConnectionLimit: connections beyond MaxConns are closed at accept and
 // the agent keeps serving the others.
 func TestConnectionLimit(t *testing.T) {
@@ -253,5 +267,49 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	if _, ok := exchange(t, conns[0], wire.Marshal(2, &wire.Get{Name: "okx/exec"})).(*wire.Secret); !ok {
 		t.Error("an existing connection stopped being served")
+	}
+}
+
+// TestDenialFloodIsBounded: a caller without rights cannot flood the audit
+// trail: past a budget its requests are refused as rate limited, the
+// connection is closed, and the rest is counted in one summary event.
+func TestDenialFloodIsBounded(t *testing.T) {
+	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{})
+	c := dial(t, ta.socket)
+	exchange(t, c, hello())
+	var frames []byte
+	for i := range 1000 {
+		frames = wire.AppendFrame(frames, uint32(i+2), &wire.Get{Name: "secret/not-granted"})
+	}
+	go c.Write(frames) // the agent may close before reading it all
+	r := wire.NewReader(c, wire.MaxFrameSize)
+	var denied, limited int
+	for {
+		typ, _, body, err := r.ReadFrame()
+		if err != nil {
+			break
+		}
+		m, _ := wire.ParseBody(typ, body)
+		switch e, _ := m.(*wire.Error); {
+		case e != nil && e.Code == wire.CodeDenied:
+			denied++
+		case e != nil && e.Code == wire.CodeRateLimited:
+			limited++
+		default:
+			t.Fatalf("unexpected answer %v", m)
+		}
+	}
+	if denied == 0 || denied > 250 || limited != 1 {
+		t.Errorf("answers: %d denied, %d rate limited; want at most the budget denied, then one rate limited and the connection closed", denied, limited)
+	}
+	assertAudited(t, ta, "deny", "over the audit budget")
+	n := 0
+	for _, ev := range ta.audit.events(t) {
+		if ev["op"] == "get" {
+			n++
+		}
+	}
+	if n != denied {
+		t.Errorf("%d get events audited, want %d (one per denial answered)", n, denied)
 	}
 }

@@ -31,6 +31,10 @@ type RunConfig struct {
 	Health func(ctx context.Context) error
 	// HealthInterval defaults to 30s.
 	HealthInterval time.Duration
+	// HealthResult, if set, is called with the result of every Health
+	// check (nil when the backend is healthy): a service manager's
+	// watchdog is fed from it, so it stops when the backend does.
+	HealthResult func(err error)
 	// ShutdownTimeout bounds how long SIGTERM waits for requests in
 	// flight. Default 10s.
 	ShutdownTimeout time.Duration
@@ -54,7 +58,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
-	cache, err := loadCache(ctx, cfg.Store, log)
+	cache, err := loadCache(ctx, cfg.Store, nil, log)
 	if err != nil {
 		return err
 	}
@@ -75,7 +79,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.Serve(cfg.Listener) }()
 	if cfg.Health != nil {
-		go monitorHealth(ctx, s, cfg.Health, orDefault(cfg.HealthInterval, 30*time.Second), log)
+		hctx, stopHealth := context.WithCancel(ctx) // ends with Run, not after
+		defer stopHealth()
+		go monitorHealth(hctx, s, cfg.Health, cfg.HealthResult, orDefault(cfg.HealthInterval, 30*time.Second), log)
 	}
 	status := func() string {
 		return fmt.Sprintf("serving %d secrets, %d policy rules", s.Secrets(), s.policy.Load().Rules())
@@ -116,7 +122,7 @@ func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
 		s.SetPolicy(pol)
 		log.Info("policy reloaded", "rules", pol.Rules())
 	}
-	if cache, err := loadCache(ctx, cfg.Store, log); err != nil {
+	if cache, err := loadCache(ctx, cfg.Store, s.servedCache(), log); err != nil {
 		log.Error("store reload failed; the running secrets stay", "err", err)
 	} else {
 		s.SetCache(cache)
@@ -124,15 +130,16 @@ func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
 	}
 }
 
-func loadCache(ctx context.Context, st *store.Store, log *slog.Logger) (*Cache, error) {
-	cache, skipped, err := LoadCache(ctx, st)
+func loadCache(ctx context.Context, st *store.Store, prev *Cache, log *slog.Logger) (*Cache, error) {
+	cache, skipped, err := LoadCache(ctx, st, prev)
 	for _, e := range skipped {
 		log.Error("secret not loaded", "err", e)
 	}
 	return cache, err
 }
 
-func monitorHealth(ctx context.Context, s *Server, check func(context.Context) error, every time.Duration, log *slog.Logger) {
+func monitorHealth(ctx context.Context, s *Server, check func(context.Context) error, report func(error),
+	every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -145,6 +152,9 @@ func monitorHealth(ctx context.Context, s *Server, check func(context.Context) e
 			} else {
 				log.Info("backend healthy again")
 			}
+		}
+		if report != nil && ctx.Err() == nil {
+			report(err)
 		}
 		select {
 		case <-ctx.Done():

@@ -37,6 +37,9 @@ type Config struct {
 	// MaxConns bounds open connections; more are closed at accept.
 	// Default 1024.
 	MaxConns int
+	// MaxConnsPerUID bounds the open connections of one uid, so that one
+	// user cannot take every slot. Default 256.
+	MaxConnsPerUID int
 	// FrameTimeout bounds how long a client may take to send the rest of
 	// a frame once its first byte arrived. Default 2s.
 	FrameTimeout time.Duration
@@ -60,6 +63,7 @@ type Server struct {
 	log     *slog.Logger
 	audit   *slog.Logger
 	events  *auditQueue // to the audit goroutine
+	denials *denials
 	auditWG sync.WaitGroup
 	started time.Time
 
@@ -71,6 +75,7 @@ type Server struct {
 
 	connsMu   sync.Mutex
 	conns     map[*conn]struct{}
+	perUID    map[uint32]int
 	listeners map[net.Listener]struct{}
 	closing   atomic.Bool
 	wg        sync.WaitGroup
@@ -83,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 1024
+	}
+	if cfg.MaxConnsPerUID <= 0 {
+		cfg.MaxConnsPerUID = 256
 	}
 	if cfg.FrameTimeout <= 0 {
 		cfg.FrameTimeout = 2 * time.Second
@@ -107,11 +115,13 @@ func New(cfg Config) (*Server, error) {
 		started:   cfg.Now(),
 		cache:     &Cache{secrets: map[string]*cacheEntry{}},
 		conns:     make(map[*conn]struct{}),
+		perUID:    make(map[uint32]int),
 		listeners: make(map[net.Listener]struct{}),
 	}
 	s.policy.Store(cfg.Policy)
 	s.healthy.Store(true)
 	s.events = newAuditQueue()
+	s.denials = newDenials()
 	s.auditWG.Go(s.writeAudit)
 	return s, nil
 }
@@ -132,6 +142,14 @@ func (s *Server) SetCache(c *Cache) {
 	s.cache = c
 	s.mu.Unlock()
 	old.Destroy()
+}
+
+// servedCache returns the cache being served. Only the goroutine that
+// calls SetCache may use it, since SetCache destroys it.
+func (s *Server) servedCache() *Cache {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cache
 }
 
 // SetPolicy replaces the policy for every request that starts after it.
@@ -163,7 +181,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+			if errors.As(err, &ne) && ne.Timeout() || temporaryAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
 				time.Sleep(delay)
@@ -186,6 +204,17 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		go cn.serve()
 	}
+}
+
+// temporaryAccept reports whether an accept error passes with time: out
+// of file descriptors or memory, or a connection aborted before accept.
+func temporaryAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) trackListener(l net.Listener, add bool) bool {
@@ -218,9 +247,32 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	return true
 }
 
+// claimUID counts a connection against its uid's limit, or reports false
+// when the uid is at its limit.
+func (s *Server) claimUID(uid uint32) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.perUID[uid] >= s.cfg.MaxConnsPerUID {
+		return false
+	}
+	s.perUID[uid]++
+	return true
+}
+
+func (s *Server) releaseUID(uid uint32) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.perUID[uid]--; s.perUID[uid] <= 0 {
+		delete(s.perUID, uid)
+	}
+}
+
 // Shutdown stops accepting, lets requests in flight finish, closes idle
-// connections, and waits for every connection to end or ctx to expire,
-// when it closes the rest. It does not destroy the cache: call Close.
+// connections, and waits for every connection to end or ctx to expire.
+// Then it closes the rest and waits at most abandonAfter more: a handler
+// stuck in a system call on a file the peer chose (an executable on a
+// hung file system) is abandoned rather than holding the agent up. It does
+// not destroy the cache: call Close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.connsMu.Lock()
 	s.closing.Store(true)
@@ -238,22 +290,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.connsMu.Lock()
-		for c := range s.conns {
-			c.c.Close()
-		}
-		s.connsMu.Unlock()
-		<-done
-		return ctx.Err()
 	}
+	s.connsMu.Lock()
+	for c := range s.conns {
+		c.c.Close()
+	}
+	s.connsMu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(abandonAfter):
+		s.log.Error("connections still busy after shutdown; abandoning them")
+	}
+	return ctx.Err()
 }
 
+// abandonAfter bounds how long Shutdown and Close wait for work that
+// should end at once.
+const abandonAfter = 2 * time.Second
+
 // Close zeroes every cached secret and writes the audit events still
-// queued. Call it once, after Shutdown.
+// queued, waiting at most abandonAfter for a stuck audit destination. Call
+// it once, after Shutdown.
 func (s *Server) Close() {
 	s.SetCache(&Cache{secrets: map[string]*cacheEntry{}})
 	s.events.close()
-	s.auditWG.Wait()
+	done := make(chan struct{})
+	go func() { s.auditWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(abandonAfter):
+		s.log.Error("audit events not written: the audit destination does not accept writes")
+	}
 }
 
 // Harden makes the process unfit for leaking secrets through the system:

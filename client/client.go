@@ -80,6 +80,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the agent's message and code.
 func (e *Error) Error() string { return fmt.Sprintf("agent: %s (%s)", e.Message, e.Code) }
 
 // Is reports whether target is the sentinel for e's code.
@@ -97,6 +98,10 @@ const maxIdle = 64
 // A Client talks to one agent. Create it with [Dial] or [New].
 type Client struct {
 	dial func(ctx context.Context) (io.ReadWriteCloser, error)
+
+	// turns, when not nil, allows that many requests at a time: one for a
+	// Client made by New, whose single connection serialises them.
+	turns chan struct{}
 
 	mu     sync.Mutex
 	idle   []*conn
@@ -126,13 +131,13 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 }
 
 // New returns a Client that speaks the protocol over rw, a single
-// connection the caller opened. It does not reconnect, and requests on it
-// are serialised.
+// connection the caller opened. It does not reconnect; concurrent requests
+// take turns on the connection.
 func New(rw io.ReadWriter) (*Client, error) {
 	used := false
-	c := &Client{dial: func(context.Context) (io.ReadWriteCloser, error) {
+	c := &Client{turns: make(chan struct{}, 1), dial: func(context.Context) (io.ReadWriteCloser, error) {
 		if used {
-			return nil, fmt.Errorf("%w: the connection given to client.New is gone", ErrUnavailable)
+			return nil, errors.New("the connection given to client.New is gone")
 		}
 		used = true
 		return nopCloser{rw}, nil
@@ -157,7 +162,7 @@ func (c *Client) Close() error {
 	c.idle, c.closed = nil, true
 	c.mu.Unlock()
 	for _, cn := range idle {
-		cn.rwc.Close()
+		cn.close()
 	}
 	return nil
 }
@@ -208,9 +213,6 @@ func (c *Client) GetVersion(ctx context.Context, name string, version uint32) (*
 	err := c.do(ctx, &wire.Get{Name: name, Version: version}, func(m wire.Message) error {
 		r, ok := m.(*wire.Secret)
 		if !ok || r.Name != name || (version != 0 && r.Version != version) {
-			if ok {
-				clear(r.Value)
-			}
 			return fmt.Errorf("%w: unexpected answer %T to get", ErrProtocol, m)
 		}
 		// r.Value is the parser's own copy, not the connection's buffer
@@ -265,6 +267,14 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 // do sends req on a pooled connection and passes the answer to use while
 // the connection's buffer still holds it. Error answers become *Error.
 func (c *Client) do(ctx context.Context, req wire.Message, use func(wire.Message) error) error {
+	if c.turns != nil {
+		select {
+		case c.turns <- struct{}{}:
+			defer func() { <-c.turns }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		cn, reused, err := c.get(ctx)
 		if err != nil {
@@ -277,10 +287,10 @@ func (c *Client) do(ctx context.Context, req wire.Message, use func(wire.Message
 			c.put(cn)
 			return err
 		case errors.Is(err, errStale) && reused && attempt == 0:
-			cn.rwc.Close()
+			cn.close()
 			continue
 		default:
-			cn.rwc.Close()
+			cn.close()
 			return err
 		}
 	}
@@ -313,6 +323,6 @@ func (c *Client) put(cn *conn) {
 	}
 	c.mu.Unlock()
 	if cn != nil {
-		cn.rwc.Close()
+		cn.close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func serveAgent(t *testing.T, st *store.Store, socket string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, _, err := agent.LoadCache(context.Background(), st)
+	cache, _, err := agent.LoadCache(context.Background(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,5 +168,42 @@ func TestContextDeadline(t *testing.T) {
 	}
 	if _, err := client.Dial(context.Background(), filepath.Join(t.TempDir(), "none.sock")); !errors.Is(err, client.ErrUnavailable) {
 		t.Errorf("Dial(no agent) = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestNewSerialises: a Client over one caller-made connection serves
+// concurrent requests one at a time.
+func TestNewSerialises(t *testing.T) {
+	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
+	socket := filepath.Join(t.TempDir(), "agent.sock")
+	serveAgent(t, st, socket)
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := client.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8*50)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				s, err := c.Get(context.Background(), "binance/mm-prod")
+				if err == nil && string(s.Bytes()) != "v1-secret" {
+					err = errors.New("wrong value")
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Get on a client.New client: %v", err)
 	}
 }

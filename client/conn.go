@@ -24,6 +24,13 @@ type conn struct {
 	id  uint32
 }
 
+// close closes the connection and zeroes its read buffer, which may hold
+// a secret from an answer that was not consumed.
+func (cn *conn) close() {
+	cn.r.Reset()
+	cn.rwc.Close()
+}
+
 // deadliner is implemented by net.Conn.
 type deadliner interface{ SetDeadline(time.Time) error }
 
@@ -31,7 +38,7 @@ type deadliner interface{ SetDeadline(time.Time) error }
 func (c *Client) connect(ctx context.Context) (*conn, error) {
 	rwc, err := c.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	cn := &conn{rwc: rwc, r: wire.NewReader(rwc, wire.MaxFrameSize), out: make([]byte, 0, 256)}
 	err = cn.roundTrip(ctx, &wire.Hello{Versions: []uint16{wire.Version1}}, func(m wire.Message) error {
@@ -41,7 +48,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		return nil
 	})
 	if err != nil {
-		rwc.Close()
+		cn.close()
 		if errors.Is(err, errStale) {
 			err = fmt.Errorf("%w: the agent closed the connection", ErrUnavailable)
 		}
@@ -108,13 +115,16 @@ func (cn *conn) roundTrip(ctx context.Context, req wire.Message, use func(wire.M
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
-		err = nil
-		if e, ok := m.(*wire.Error); ok {
-			err = &Error{Code: e.Code, Message: e.Message}
-		} else {
-			err = use(m)
-		}
 		clear(body)
-		return err
+		if e, ok := m.(*wire.Error); ok {
+			return &Error{Code: e.Code, Message: e.Message}
+		}
+		if err := use(m); err != nil {
+			if s, ok := m.(*wire.Secret); ok {
+				clear(s.Value) // an answer the caller did not expect
+			}
+			return err
+		}
+		return nil
 	}
 }

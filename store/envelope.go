@@ -63,6 +63,7 @@ type Envelope struct {
 // input that is not a well-formed v1 envelope.
 type ParseError struct{ err error }
 
+// Error describes what is malformed.
 func (e *ParseError) Error() string { return "malformed envelope: " + e.err.Error() }
 
 // Unwrap returns the underlying error.

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -84,6 +85,9 @@ func runWriter(dir string) int {
 		return 1
 	}
 	value := make([]byte, 4096)
+	// Logged in: from here on the token's own files are not written, so a
+	// kill can only interrupt the store's writes, which are under test.
+	fmt.Println("ready")
 	for i := 0; ; i++ {
 		name := "crash/s" + strconv.Itoa(i%5)
 		if _, err := s.Put(context.Background(), name, value, store.PutOptions{NewVersion: true}); err != nil {
@@ -110,12 +114,23 @@ func TestCrashSafety(t *testing.T) {
 	for round := range rounds {
 		cmd := exec.Command(self, "-test.run=^$")
 		cmd.Env = append(os.Environ(), writerEnv+"="+s.Dir(), "KEYWARD_STORE_TEST_URI="+tok.URI("kek"))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rand.IntN(80)) * time.Millisecond)
+		// SoftHSM rewrites its token file at login, and a kill then can
+		// destroy the token: kill only once the writer is logged in.
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: writer did not start: %q, %v", round, line, err)
+		}
+		time.Sleep(time.Duration(5+rand.IntN(60)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		err = cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("round %d: writer ended with %v before it was killed", round, err)

@@ -81,6 +81,9 @@ func checkDir(dir string) error {
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("store directory %s is writable by group or others (mode %04o); run chmod 0700 %s", dir, fi.Mode().Perm(), dir)
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("store directory %s belongs to uid %d, not to root or this user (uid %d); whoever owns it can replace envelopes", dir, st.Uid, os.Geteuid())
+	}
 	return nil
 }
 
@@ -246,7 +249,8 @@ func (s *Store) read(name string, version uint32) (*Envelope, error) {
 // ReadFile reads and parses one envelope file, refusing files larger than
 // [MaxEnvelopeSize].
 func ReadFile(path string) (*Envelope, error) {
-	f, err := os.Open(path)
+	// No symlinks, and no blocking on a FIFO someone named like an envelope.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +283,7 @@ type DamagedError struct {
 	Err  error
 }
 
+// Error names the file and the problem.
 func (e *DamagedError) Error() string { return fmt.Sprintf("damaged envelope %s: %v", e.Path, e.Err) }
 
 // Unwrap returns the underlying error.
@@ -366,9 +371,13 @@ func (s *Store) versions(name string) ([]uint32, error) {
 	return vs, nil
 }
 
-// lock takes the store's exclusive mutation lock and removes temporary
-// files that a crashed writer left behind (only lock holders write them).
+// lock takes the store's exclusive mutation lock, removes temporary files
+// that a crashed writer left behind (only lock holders write them), and
+// finishes or discards an interrupted re-wrap.
 func (s *Store) lock() (unlock func(), err error) {
+	if err := checkWriter(s.cfg.Dir); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(filepath.Join(s.cfg.Dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the store lock: %w", err)
@@ -382,7 +391,25 @@ func (s *Store) lock() (unlock func(), err error) {
 			os.Remove(p)
 		}
 	}
+	if err := s.finishRewrap(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("failed to finish an interrupted re-wrap: %w", err)
+	}
 	return func() { f.Close() }, nil
+}
+
+// checkWriter refuses writes by a user other than the store directory's
+// owner: files root writes into the agent's store are 0600 root, and the
+// agent (a dedicated user) could not read them.
+func checkWriter(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("the store %s belongs to uid %d and this command runs as uid %d: what it wrote could not be read by the agent; run it as the store's owner (see keyward-admin in docs/operations.md)", dir, st.Uid, os.Geteuid())
+	}
+	return nil
 }
 
 // writeNew atomically and durably creates dir/name with contents b. It

@@ -257,3 +257,22 @@ func TestSecretRedacts(t *testing.T) {
 		t.Errorf("Destroy() left plaintext in memory: %q", b)
 	}
 }
+
+// TestWriterMustOwnStore: a user other than the store's owner (root, say,
+// writing into the agent's store) is refused before anything is written.
+func TestWriterMustOwnStore(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the store to another uid")
+	}
+	s := newStore(t, storetest.NewMemBackend())
+	if err := os.Chown(s.Dir(), 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Put(context.Background(), "a", []byte("x"), store.PutOptions{})
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid 4242") {
+		t.Errorf("Put() into another uid's store = %v, want refused", err)
+	}
+	if envs, _, _ := s.List(); len(envs) != 0 {
+		t.Errorf("a refused Put wrote %d envelopes", len(envs))
+	}
+}

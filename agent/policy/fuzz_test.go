@@ -35,8 +35,8 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for _, n := range p.Visible(c, names) {
-			if !slices.Contains(names, n) || !p.Decide(c, OpGet, n).Allowed {
-				t.Fatalf("Visible(%v) returned %q, which it may not get", c, n)
+			if !slices.Contains(names, n) || !p.Decide(c, OpGet, n).Allowed || !p.Decide(c, OpList, n).Allowed {
+				t.Fatalf("Visible(%v) returned %q, which it may not list and get", c, n)
 			}
 		}
 	})

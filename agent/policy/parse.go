@@ -243,6 +243,12 @@ func (fr *fileRule) compile(keys map[string]any) (*rule, error) {
 			return nil, fmt.Errorf("%s is empty: remove it or name at least one", k)
 		}
 	}
+	if (has("exes") || has("exe_sha256")) && !has("users") && !has("groups") && !has("units") {
+		// Anyone who can run the binary would pass: with LD_PRELOAD, a
+		// debugger or its own arguments, any local user could get the
+		// secret. And any caller could make the agent hash large files.
+		return nil, errors.New("exes and exe_sha256 need users, groups or units too: on their own they match any user who can run the binary")
+	}
 
 	for _, s := range fr.Allow {
 		op, err := ParseOp(s)

@@ -158,12 +158,29 @@ func (p *Policy) find(in *input, op Op, secret string) (*rule, *pattern) {
 	return nil, nil
 }
 
-// Visible returns the names, in their order, that c may get. The agent
-// answers list with them.
+// Names reports whether some rule names c as a caller, whatever it
+// grants: the agent tells such callers how many secrets it serves, and
+// others nothing, so watching the count reveals nothing to a stranger.
+func (p *Policy) Names(c Caller) bool {
+	in := newInput(c)
+	for _, r := range p.rules {
+		if r.matchCaller(&in) {
+			return true
+		}
+	}
+	return false
+}
+
+// Visible returns the names, in their order, that c may both list and
+// get: the agent's answer to a list request, which so never shows a name
+// the caller could not read.
 func (p *Policy) Visible(c Caller, names []string) []string {
 	in := newInput(c)
 	var out []string
 	for _, n := range names {
+		if r, _ := p.find(&in, OpList, n); r == nil {
+			continue
+		}
 		if r, _ := p.find(&in, OpGet, n); r != nil {
 			out = append(out, n)
 		}

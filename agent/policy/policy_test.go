@@ -72,12 +72,14 @@ allow   = ["get"]
 [[rule]]
 name    = "by-exe"
 secrets = ["e/a"]
+users   = ["1001"]
 exes    = ["/opt/mm/bin/../bin/mm"]
 allow   = ["get"]
 
 [[rule]]
 name       = "by-sum"
 secrets    = ["s/a"]
+users      = ["1001"]
 exe_sha256 = ["` + hex.EncodeToString(sumA[:]) + `"]
 allow      = ["get"]
 
@@ -234,7 +236,7 @@ func TestExeSHA256Lazy(t *testing.T) {
 		{"decide without sha256", func(c *fakeCaller) { p.Decide(c, OpGet, "u/a") }, 0},
 		{"decide other secret", func(c *fakeCaller) { p.Decide(c, OpGet, "nope/a") }, 0},
 		{"decide with sha256", func(c *fakeCaller) { p.Decide(c, OpGet, "s/a") }, 1},
-		{"visible", func(c *fakeCaller) { p.Visible(c, []string{"s/a", "s/a", "u/a"}) }, 1},
+		{"visible without a list grant", func(c *fakeCaller) { p.Visible(c, []string{"s/a", "s/a", "u/a"}) }, 0},
 		{"explain", func(c *fakeCaller) { p.Explain(c, OpGet, "s/a") }, 1},
 	}
 	for _, tt := range tests {
@@ -313,7 +315,7 @@ func TestExplain(t *testing.T) {
 		{"op and unit", &fakeCaller{uid: 1001}, OpList, "and/a", []string{
 			`rule and: grants get, not list; unit "" is not in units ["mm-prod.service"]`,
 		}},
-		{"sha256 error", &fakeCaller{sumErr: errors.New("gone")}, OpGet, "s/a", []string{
+		{"sha256 error", &fakeCaller{uid: 1001, sumErr: errors.New("gone")}, OpGet, "s/a", []string{
 			"rule by-sum: the exe's sha256 is unknown (gone), so exe_sha256 does not match",
 		}},
 		{"no rule", &fakeCaller{uid: 1001}, OpGet, "x", []string{`no rule's secrets match "x"`}},
@@ -332,16 +334,45 @@ func TestExplain(t *testing.T) {
 }
 
 func TestVisible(t *testing.T) {
-	p := mustParse(t, decidePolicy)
-	names := []string{"and/a", "e/a", "f/a", "f/b/c", "l/x", "nope", "s/a", "u/a", "u/or"}
+	p := mustParse(t, `
+[[rule]]
+name    = "list-and-get"
+secrets = ["a/*"]
+users   = ["1001"]
+allow   = ["get", "list"]
+
+[[rule]]
+name    = "get-only"
+secrets = ["b/*"]
+users   = ["1001"]
+allow   = ["get"]
+
+[[rule]]
+name    = "list-only"
+secrets = ["c/*"]
+users   = ["1001"]
+allow   = ["list"]
+
+[[rule]]
+name    = "list-wide"
+secrets = ["d/**"]
+users   = ["1001"]
+allow   = ["list"]
+
+[[rule]]
+name    = "get-narrow"
+secrets = ["d/x"]
+users   = ["1001"]
+allow   = ["get"]
+`)
+	names := []string{"a/1", "a/2", "b/1", "c/1", "d/x", "d/y", "e/1"}
 	tests := []struct {
 		name string
 		c    *fakeCaller
 		want []string
 	}{
-		{"bot", &fakeCaller{uid: 1001, exe: "/opt/mm/bin/mm", sum: sumA}, []string{"e/a", "f/a", "f/b/c", "s/a", "u/a", "u/or"}},
-		{"other", &fakeCaller{uid: 1002}, []string{"u/or"}},
-		{"nobody", &fakeCaller{uid: 65534}, nil},
+		{"granted", &fakeCaller{uid: 1001}, []string{"a/1", "a/2", "d/x"}},
+		{"other uid", &fakeCaller{uid: 1002}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -437,5 +468,15 @@ burst   = 1
 	wg.Wait()
 	if n := p.limiters.Load(); n != 8 {
 		t.Errorf("%d limiters, want the bound 8", n)
+	}
+}
+
+func TestNames(t *testing.T) {
+	p := mustParse(t, decidePolicy)
+	if !p.Names(&fakeCaller{uid: 1001}) {
+		t.Error("Names(uid 1001) = false, want true")
+	}
+	if p.Names(&fakeCaller{uid: 4242}) {
+		t.Error("Names(uid 4242) = true, want false")
 	}
 }

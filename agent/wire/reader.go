@@ -108,3 +108,10 @@ func (r *Reader) fill(n int) error {
 // Buffered returns the number of bytes read from the stream but not yet
 // returned in a frame: a non-zero value means the next frame has started.
 func (r *Reader) Buffered() int { return r.w - r.r }
+
+// Reset zeroes the Reader's buffer and drops what it held, for a
+// connection that is being closed with an answer possibly unread.
+func (r *Reader) Reset() {
+	clear(r.buf)
+	r.r, r.w, r.prev, r.err = 0, 0, 0, nil
+}
