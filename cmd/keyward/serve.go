@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,15 +11,18 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/systemd"
 )
 
 func serveCommand() *cli.Command {
@@ -26,24 +30,24 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the agent: load every secret and serve it to the callers policy names",
 		Description: "serve makes the process non-dumpable, unwraps every secret into locked memory, and\n" +
-			"listens on agent.socket. SIGHUP reloads policy and store; SIGTERM or SIGINT drains\n" +
-			"connections, zeroes the secrets and exits 0.",
+			"listens on agent.socket, or on the socket systemd passes (keyward.socket). SIGHUP reloads\n" +
+			"policy and store; SIGTERM or SIGINT drains connections, zeroes the secrets and exits 0.\n" +
+			"Under systemd it reports READY/RELOADING/STOPPING, feeds the watchdog while the backend\n" +
+			"is healthy, and logs to the journal (audit events as keyward-audit).",
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("serve takes no arguments")
-			}
-			cfg, err := loadConfig(c)
+			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
 			}
 			if err := agent.Harden(); err != nil {
 				return err
 			}
-			log, err := newLogger(c.App.ErrWriter, cfg.Agent.LogLevel)
+			journal := systemd.JournalStream()
+			log, err := newLogger(c.App.ErrWriter, cfg.Agent.LogLevel, journal)
 			if err != nil {
 				return err
 			}
-			audit, closeAudit, err := openAudit(c.App.ErrWriter, cfg.Agent.AuditLog)
+			audit, closeAudit, err := openAudit(c.App.ErrWriter, cfg.Agent.AuditLog, journal)
 			if err != nil {
 				return err
 			}
@@ -56,16 +60,29 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			notify, err := systemd.NewNotifier(log)
+			if err != nil {
+				return err
+			}
+			// The socket first: with socket activation, clients already
+			// wait in its backlog while the store loads.
+			l, activated, err := systemd.Listener(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if activated {
+				log.Info("using the socket systemd passed", "socket", l.Addr().String())
+				if addr := l.Addr().String(); addr != cfg.Agent.Socket {
+					log.Warn("the socket systemd passed is not agent.socket; clients use the configured path unless told otherwise",
+						"passed", addr, "agent.socket", cfg.Agent.Socket)
+				}
+			}
 			st, b, err := openStore(c.Context, cfg)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			l, err := agent.Listen(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
-			if err != nil {
-				return err
-			}
-			defer l.Close()
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return agent.Run(ctx, agent.RunConfig{
@@ -78,26 +95,42 @@ func serveCommand() *cli.Command {
 					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
 					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
 				},
-				Store:      st,
-				PolicyPath: cfg.Agent.Policy,
-				Listener:   l,
-				Health:     b.Healthy,
+				Store:          st,
+				PolicyPath:     cfg.Agent.Policy,
+				Listener:       l,
+				Health:         b.Healthy,
+				HealthInterval: notify.HealthInterval(0),
+				HealthResult:   notify.Health,
+				Ready:          notify.Event,
 			})
 		},
 	}
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger returns the operational log: JSON on w, or, when stderr is a
+// journal stream (under systemd), journal entries with structured fields
+// and SYSLOG_IDENTIFIER=keyward.
+func newLogger(w io.Writer, level string, journal bool) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, err
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	if journal {
+		return slog.New(systemd.NewJournalHandler(systemd.LogIdentifier, w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
 }
 
 // openAudit opens the audit trail: JSON events, marked "log":"audit", on
 // stderr or appended to a file created 0600, batched by an AuditWriter.
-func openAudit(stderr io.Writer, dest string) (*slog.Logger, func(), error) {
+// Under systemd, "stderr" means the journal: one entry per event with
+// SYSLOG_IDENTIFIER=keyward-audit, written by the agent's audit goroutine,
+// off the request path.
+func openAudit(stderr io.Writer, dest string, journal bool) (*slog.Logger, func(), error) {
+	if dest == "stderr" && journal {
+		return slog.New(systemd.NewJournalHandler(systemd.AuditIdentifier, stderr, nil)), func() {}, nil
+	}
 	w, closeFile := stderr, func() error { return nil }
 	if dest != "stderr" {
 		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -106,7 +139,9 @@ func openAudit(stderr io.Writer, dest string) (*slog.Logger, func(), error) {
 		}
 		w, closeFile = f, f.Close
 	}
-	aw := agent.NewAuditWriter(w, 0)
+	aw := agent.NewAuditWriter(w, 0, func(err error) {
+		fmt.Fprintf(stderr, "keyward: error: audit events cannot be written (%v); they are kept and retried, and serving stops when 16 MiB are waiting\n", err)
+	})
 	closeAll := func() {
 		aw.Close()
 		closeFile()
@@ -183,6 +218,49 @@ func getCommand() *cli.Command {
 	}
 }
 
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the running agent's health, backend, secrets loaded, uptime and version",
+		Description: "status asks the agent over its socket. It exits 0 when the agent answers and its\n" +
+			"backend is healthy, and 1 when the agent cannot be reached or reports itself unhealthy.\n" +
+			"Any caller that can connect may ask; no secret or name is shown.",
+		Flags: []cli.Flag{socketFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("status takes no arguments")
+			}
+			path := c.String("socket")
+			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+			defer cancel()
+			cl, err := client.Dial(ctx, path)
+			if err != nil {
+				return fmt.Errorf("the agent at %s cannot be reached: %w", path, err)
+			}
+			defer cl.Close()
+			st, err := cl.Status(ctx)
+			if err != nil {
+				return fmt.Errorf("the agent at %s did not answer: %w", path, err)
+			}
+			health := "healthy"
+			if !st.Healthy {
+				health = "UNHEALTHY (serving from memory; the backend does not answer)"
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "agent:    %s\n", st.Agent)
+			fmt.Fprintf(w, "socket:   %s\n", path)
+			fmt.Fprintf(w, "health:   %s\n", health)
+			fmt.Fprintf(w, "backend:  %s\n", st.Backend)
+			fmt.Fprintf(w, "secrets:  %d\n", st.Secrets)
+			fmt.Fprintf(w, "uptime:   %s\n", st.Uptime.Truncate(time.Second))
+			if !st.Healthy {
+				return errors.New("the agent's backend is unhealthy; see journalctl -u keyward")
+			}
+			return nil
+		},
+	}
+}
+
 func execCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "exec",
@@ -226,6 +304,9 @@ func execCommand() *cli.Command {
 					sec.Wipe()
 					return fmt.Errorf("%s contains a NUL byte and cannot go into an environment variable", secret)
 				}
+				// Drop an inherited VAR first: most programs read the first
+				// VAR= entry, and would get the old value.
+				env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
 				env = append(env, name+"="+string(sec.Bytes()))
 				sec.Wipe()
 			}
@@ -264,6 +345,12 @@ func policyCommand() *cli.Command {
 					exe: c.String("exe"), unit: c.String("unit")}
 				for _, g := range c.UintSlice("group") {
 					caller.groups = append(caller.groups, uint32(g))
+				}
+				if !c.IsSet("gid") && !c.IsSet("group") {
+					// Describe the user as the system knows it, not as gid 0.
+					if err := caller.lookupGroups(); err != nil {
+						return usagef("uid %d: %v; give --gid (and --group) explicitly", caller.uid, err)
+					}
 				}
 				if h := c.String("sha256"); h != "" {
 					b, err := hex.DecodeString(h)
@@ -310,6 +397,30 @@ type staticCaller struct {
 	exe, unit string
 	sum       [32]byte
 	hasSum    bool
+}
+
+// lookupGroups fills in the primary and supplementary groups of the uid
+// from the user database.
+func (s *staticCaller) lookupGroups() error {
+	u, err := user.LookupId(strconv.FormatUint(uint64(s.uid), 10))
+	if err != nil {
+		return err
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return err
+	}
+	s.gid = uint32(gid)
+	ids, err := u.GroupIds()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != s.gid {
+			s.groups = append(s.groups, uint32(g))
+		}
+	}
+	return nil
 }
 
 func (s *staticCaller) UID() uint32      { return s.uid }

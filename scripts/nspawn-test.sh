@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# The shipped units under a real systemd: boots systemd as PID 1 in
+# systemd-nspawn on a throwaway overlay of this host's root file system and
+# walks the operator's path of docs/operations.md inside it:
+#
+#   keyward install (twice: the second changes nothing); a SoftHSM token
+#   made as the keyward user; the HSM PIN in an encrypted credential
+#   (systemd-creds); key, store and secrets made with keyward-admin
+#   (systemd-run as keyward with the credential); keyward.socket started; a
+#   trading user in keyward-clients gets a secret through socket activation;
+#   systemctl reload applies a policy change and a rotated secret; a user
+#   outside the group is refused at connect; the audit trail under
+#   journalctl -t keyward-audit; the PIN from pkcs11.pin_file when there is
+#   no credential; a watchdog restart when the token disappears; systemctl
+#   stop exits cleanly and the socket activates the agent again; uninstall.
+#
+# Usage: scripts/nspawn-test.sh [KEYWARD_BINARY]
+#
+# Needs root and systemd-nspawn (apt-get install systemd-container); builds
+# keyward with go build unless given a binary. Exits with the scenario's
+# status (0: passed), 77 when this machine cannot run it. Every mount is
+# undone on exit, whatever happens.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$(id -u)" != 0 ]; then
+	echo "nspawn-test: needs root" >&2
+	exit 77
+fi
+if ! command -v systemd-nspawn >/dev/null; then
+	echo "nspawn-test: systemd-nspawn is missing: apt-get install systemd-container" >&2
+	exit 77
+fi
+
+work=$(mktemp -d /tmp/keyward-nspawn.XXXXXX)
+mounts=()
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+		umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null ||
+			echo "nspawn-test: cannot unmount ${mounts[i]}" >&2
+	done
+	rm -rf --one-file-system "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bin=${1:-}
+if [ -z "$bin" ]; then
+	echo "nspawn-test: building keyward"
+	(cd "$here" && go build -buildvcs=false -o "$work/keyward" ./cmd/keyward)
+	bin=$work/keyward
+fi
+
+# A tmpfs holds the overlay's upper and work directories: everything the
+# container writes is thrown away with it.
+mkdir "$work/tmpfs" "$work/root"
+mount -t tmpfs -o mode=0700,size=1g keyward-nspawn "$work/tmpfs"
+mounts+=("$work/tmpfs")
+mkdir "$work/tmpfs/upper" "$work/tmpfs/work"
+mount -t overlay keyward-nspawn -o "lowerdir=/,upperdir=$work/tmpfs/upper,workdir=$work/tmpfs/work" "$work/root"
+mounts+=("$work/root")
+root=$work/root
+
+rm -f "$root/etc/machine-id"
+install -D -m 0755 "$bin" "$root/usr/local/bin/keyward"
+# Leave nothing of the host's keyward installation, if any, in the way.
+rm -rf "$root/etc/keyward" "$root/var/lib/keyward" "$root/etc/credstore.encrypted/keyward-pin" \
+	"$root"/usr/local/lib/systemd/system/keyward.* "$root"/usr/lib/systemd/system/keyward.* \
+	"$root"/var/lib/softhsm/tokens/*
+
+mkdir -p "$root/opt/keyward-test/out"
+cat >"$root/etc/systemd/system/keyward-check.service" <<'EOF'
+[Unit]
+Description=keyward scenario under systemd
+[Service]
+Type=oneshot
+ExecStart=/bin/bash -c '/opt/keyward-test/scenario.sh >/opt/keyward-test/out/scenario.log 2>&1; systemctl exit $$?'
+EOF
+
+cat >"$root/opt/keyward-test/scenario.sh" <<'SCENARIO'
+#!/bin/bash
+set -euo pipefail
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+on_exit() {
+	local rc=$?
+	if [ "$rc" != 0 ]; then
+		echo "scenario failed (status $rc); the boot's journal is in journal.log"
+		journalctl -b --no-pager -o short-monotonic >/opt/keyward-test/out/journal.log 2>&1 || true
+		systemctl status --no-pager keyward.socket keyward.service || true
+	fi
+}
+trap on_exit EXIT
+# A client call with a deadline: a hung agent fails the step, not the run.
+as() { local u=$1; shift; timeout 20 runuser -u "$u" -- "$@"; }
+
+step "keyward install"
+keyward install
+keyward install | tee /tmp/second-install
+grep -q 'nothing changed' /tmp/second-install || fail "a second install changed something"
+id keyward
+getent group keyward-clients
+[ "$(stat -c '%a %U:%G' /etc/keyward/keyward.toml)" = "640 root:keyward" ] || fail "keyward.toml: $(stat -c '%a %U:%G' /etc/keyward/keyward.toml)"
+[ "$(stat -c '%a %U:%G' /etc/keyward/policy.toml)" = "644 root:root" ] || fail "policy.toml: $(stat -c '%a %U:%G' /etc/keyward/policy.toml)"
+[ "$(stat -c '%a %U' /var/lib/keyward)" = "700 keyward" ] || fail "/var/lib/keyward: $(stat -c '%a %U' /var/lib/keyward)"
+systemctl cat keyward.service >/dev/null
+
+step "a trading user in keyward-clients, and one outside it"
+useradd --no-create-home --shell /bin/sh --groups keyward-clients trader
+useradd --no-create-home --shell /bin/sh outsider
+
+step "SoftHSM token, made as the keyward user"
+pin=$(printf '%010d' "$(od -An -N4 -tu4 /dev/urandom)")
+so=$(printf '%010d' "$(od -An -N4 -tu4 /dev/urandom)")
+as keyward softhsm2-util --init-token --free --label keyward --pin "$pin" --so-pin "$so" >/dev/null
+unset so
+
+step "the HSM PIN as an encrypted credential"
+install -d -m 0700 /etc/credstore.encrypted
+printf '%s' "$pin" | systemd-creds encrypt --name=keyward-pin - /etc/credstore.encrypted/keyward-pin
+
+step "key, store and secrets with keyward-admin (docs/operations.md): the keyward user, the PIN credential"
+# systemd-run talks to systemd over D-Bus, which this minimal boot has not
+# started.
+systemctl start dbus.socket
+keyward-admin() {
+	timeout 30 systemd-run --quiet --pipe --wait --collect \
+		--property=User=keyward --property=LoadCredentialEncrypted=keyward-pin \
+		-- /usr/local/bin/keyward "$@"
+}
+keyward-admin init
+printf %s correct-horse | keyward-admin put binance/mm-prod
+printf %s other-value | keyward-admin put okx/exec
+keyward-admin list
+notmine=$(find /var/lib/keyward /var/lib/softhsm/tokens -mindepth 1 ! -user keyward)
+[ -z "$notmine" ] || fail "files the agent cannot read: $notmine"
+
+step "policy: trader may read binance/*"
+cat >/etc/keyward/policy.toml <<'EOF'
+[[rule]]
+name = "trader-binance"
+secrets = ["binance/*"]
+users = ["trader"]
+allow = ["get"]
+EOF
+keyward policy check --uid "$(id -u trader)" binance/mm-prod
+
+step "keyward.socket"
+systemctl start keyward.socket
+[ "$(stat -c '%a %U:%G' /run/keyward/agent.sock)" = "660 root:keyward-clients" ] ||
+	fail "socket: $(stat -c '%a %U:%G' /run/keyward/agent.sock)"
+! systemctl -q is-active keyward.service || fail "keyward.service runs before any connection"
+
+step "the trading user gets a secret through socket activation"
+got=$(as trader keyward get binance/mm-prod)
+[ "$got" = correct-horse ] || fail "trader got '$got'"
+systemctl -q is-active keyward.service || fail "keyward.service is not active"
+pid=$(systemctl show -P MainPID keyward.service)
+[ "$(ps -o user= -p "$pid")" = keyward ] || fail "the agent runs as $(ps -o user= -p "$pid")"
+grep -q '^CapEff:.*0000000000080000$' "/proc/$pid/status" || fail "capabilities: $(grep CapEff "/proc/$pid/status")"
+systemctl show -p StatusText -p WatchdogUSec -p NRestarts keyward.service
+systemctl show -P StatusText keyward.service | grep -q 'serving 2 secrets.*backend healthy' || fail "STATUS= not as expected"
+keyward status
+out=$(as trader keyward get okx/exec 2>&1) && fail "trader got okx/exec before the policy allows it"
+echo "$out" | grep -q 'access denied' || fail "okx/exec: $out"
+
+step "systemctl reload applies a policy change, without a restart"
+cat >>/etc/keyward/policy.toml <<'EOF'
+
+[[rule]]
+name = "trader-okx"
+secrets = ["okx/*"]
+users = ["trader"]
+allow = ["get"]
+EOF
+systemctl reload keyward.service
+got=
+for _ in $(seq 50); do
+	if got=$(as trader keyward get okx/exec 2>/dev/null); then break; fi
+	sleep 0.1
+done
+[ "$got" = other-value ] || fail "after reload, trader got '$got' for okx/exec"
+[ "$(systemctl show -P MainPID keyward.service)" = "$pid" ] || fail "reload restarted the agent"
+
+step "rotate a secret the runbook's way: keyward put as the keyward user with the PIN credential, then reload"
+printf %s correct-horse-2 | keyward-admin put --new-version binance/mm-prod
+systemctl reload keyward.service
+got=
+for _ in $(seq 50); do
+	got=$(as trader keyward get binance/mm-prod) && [ "$got" = correct-horse-2 ] && break
+	sleep 0.1
+done
+[ "$got" = correct-horse-2 ] || fail "after put --new-version and reload, trader got '$got'"
+[ "$(as trader keyward get --version 1 binance/mm-prod)" = correct-horse ] || fail "version 1 is no longer readable"
+
+step "a user outside keyward-clients is refused at connect"
+out=$(as outsider keyward get binance/mm-prod 2>&1) && fail "outsider got a secret"
+echo "$out"
+echo "$out" | grep -qi 'permission denied' || fail "outsider: not EACCES"
+
+step "the audit trail: journalctl -t keyward-audit"
+sleep 0.2 # audit events are written in batches
+journalctl -q -t keyward-audit --no-pager | tail -n 5
+journalctl -q -t keyward-audit DECISION=allow SECRET=binance/mm-prod "CALLER_UID=$(id -u trader)" -o cat | grep -q . ||
+	fail "no allow event for trader and binance/mm-prod"
+journalctl -q -t keyward-audit DECISION=deny SECRET=okx/exec -o cat | grep -q . || fail "no deny event for okx/exec"
+journalctl -q -t keyward -o cat | grep -q 'agent ready' || fail "no 'agent ready' under -t keyward"
+! journalctl -q -t keyward -o cat | grep -q 'decision' || fail "audit events in the operational log"
+
+step "without the credential the unit starts, and the PIN comes from pkcs11.pin_file"
+mv /etc/credstore.encrypted/keyward-pin /root/keyward-pin.cred
+cp /etc/keyward/keyward.toml /root/keyward.toml
+install -m 0600 -o keyward -g keyward /dev/null /etc/keyward/pin
+printf '%s\n' "$pin" >/etc/keyward/pin
+sed -i 's|^pin_credential = .*|&\npin_file = "/etc/keyward/pin"|' /etc/keyward/keyward.toml
+systemctl restart keyward.service
+[ "$(as trader keyward get binance/mm-prod)" = correct-horse-2 ] || fail "no secret with the PIN from pin_file"
+mv /root/keyward-pin.cred /etc/credstore.encrypted/keyward-pin
+cp /root/keyward.toml /etc/keyward/keyward.toml
+rm /etc/keyward/pin
+unset pin
+
+step "the watchdog: systemd restarts an agent whose HSM went away"
+mkdir -p /etc/systemd/system/keyward.service.d
+printf '[Service]\nWatchdogSec=2s\n' >/etc/systemd/system/keyward.service.d/watchdog.conf
+systemctl daemon-reload
+systemctl restart keyward.service
+pid=$(systemctl show -P MainPID keyward.service)
+[ "$(as trader keyward get binance/mm-prod)" = correct-horse-2 ] || fail "no secret after the restart"
+token=$(ls -d /var/lib/softhsm/tokens/*/)
+mv "$token" /root/token-away
+for _ in $(seq 100); do
+	journalctl -q -u keyward.service -o cat | grep -q 'Watchdog timeout' && break
+	sleep 0.1
+done
+mv /root/token-away "$token"
+journalctl -q -u keyward.service -o cat | grep 'Watchdog timeout' || fail "no watchdog timeout while the token was gone"
+journalctl -q -t keyward -o cat | grep -q 'backend unhealthy' || fail "the agent did not log the unhealthy backend"
+for _ in $(seq 100); do
+	new=$(systemctl show -P MainPID keyward.service)
+	if [ "$new" != 0 ] && [ "$new" != "$pid" ] && systemctl -q is-active keyward.service; then break; fi
+	sleep 0.1
+done
+systemctl -q is-active keyward.service && [ "$new" != "$pid" ] || fail "keyward.service was not restarted"
+systemctl show -p NRestarts keyward.service
+[ "$(as trader keyward get binance/mm-prod)" = correct-horse-2 ] || fail "no secret after the watchdog restart"
+rm -r /etc/systemd/system/keyward.service.d
+systemctl daemon-reload
+
+step "systemctl stop: a clean exit"
+systemctl stop keyward.service
+[ "$(systemctl show -P Result keyward.service)" = success ] || fail "Result=$(systemctl show -P Result keyward.service)"
+[ "$(systemctl show -P ExecMainStatus keyward.service)" = 0 ] || fail "exit status $(systemctl show -P ExecMainStatus keyward.service)"
+journalctl -q -t keyward -o cat | grep -q 'agent stopping' || fail "no 'agent stopping' logged"
+[ -S /run/keyward/agent.sock ] || fail "the agent removed the socket unit's socket"
+
+step "the socket starts the agent again"
+got=$(as trader keyward get binance/mm-prod)
+[ "$got" = correct-horse-2 ] || fail "after stop, trader got '$got'"
+systemctl stop keyward.socket keyward.service
+[ ! -e /run/keyward/agent.sock ] || fail "the socket is left after keyward.socket stopped"
+
+step "no secret value anywhere in the journal (audit, logs, the watchdog's abort)"
+! journalctl -b -q --no-pager -o export | grep -a -q -e correct-horse -e other-value || fail "a secret value is in the journal"
+
+step "keyward uninstall keeps the store and configuration"
+keyward uninstall
+[ -f /etc/keyward/policy.toml ] && [ -d /var/lib/keyward ] || fail "uninstall removed the store or configuration"
+! systemctl cat keyward.service >/dev/null 2>&1 || fail "keyward.service is still installed"
+
+echo
+echo PASS
+SCENARIO
+chmod 0755 "$root/opt/keyward-test/scenario.sh"
+
+echo "nspawn-test: booting systemd in systemd-nspawn"
+rc=0
+timeout --kill-after=10s 150s systemd-nspawn -q -D "$root" --private-network --register=no --keep-unit \
+	--link-journal=no -b -- systemd.unit=keyward-check.service </dev/null || rc=$?
+cat "$root/opt/keyward-test/out/scenario.log" 2>/dev/null || echo "nspawn-test: the scenario left no log"
+if [ "$rc" != 0 ] && [ -s "$root/opt/keyward-test/out/journal.log" ]; then
+	echo "---- journal of the container's boot (last 150 lines)"
+	tail -n 150 "$root/opt/keyward-test/out/journal.log"
+fi
+if [ "$rc" = 0 ] && ! grep -q '^PASS$' "$root/opt/keyward-test/out/scenario.log" 2>/dev/null; then
+	echo "nspawn-test: the container exited 0 but the scenario did not pass" >&2
+	rc=1
+fi
+echo "nspawn-test: status $rc"
+exit "$rc"
