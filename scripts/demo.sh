@@ -3,7 +3,19 @@
 # a SoftHSM token in a local directory (.demo/), a secret provisioned, the
 # agent started, the secret fetched by a client through the agent's socket,
 # the agent stopped. Installs what it needs; touches nothing outside .demo/.
+#
+#   scripts/demo.sh          root key in a SoftHSM token (PKCS#11)
+#   scripts/demo.sh --tpm    data keys sealed by a software TPM (swtpm)
 set -euo pipefail
+backend=pkcs11
+case "${1:-}" in
+"") ;;
+--tpm) backend=tpm ;;
+*)
+	echo "usage: $0 [--tpm]" >&2
+	exit 2
+	;;
+esac
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
@@ -28,6 +40,29 @@ eval "$(grep '^export ' <<<"$token_out")"
 uri=$(grep '^pkcs11:' <<<"$token_out" | sed 's/object=keyward-root/object=keyward-kek/')
 echo "$uri"
 
+tpm_device=/dev/tpmrm0
+swtpm_pid=
+agent=
+if [ "$backend" = tpm ]; then
+	say "a software TPM (swtpm) with its state in $demo/swtpm"
+	mkdir -p "$demo/swtpm"
+	swtpm socket --tpmstate dir="$demo/swtpm" --tpm2 \
+		--server type=unixio,path="$demo/swtpm/tpm.sock" \
+		--ctrl type=unixio,path="$demo/swtpm/ctrl.sock" \
+		--flags not-need-init,startup-clear >"$demo/swtpm.log" 2>&1 &
+	swtpm_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$demo/swtpm/tpm.sock" ] && break
+		sleep 0.05
+	done
+	tpm_device=$demo/swtpm/tpm.sock
+fi
+stop_all() {
+	if [ -n "$agent" ]; then kill "$agent" 2>/dev/null || true; fi
+	if [ -n "$swtpm_pid" ]; then kill "$swtpm_pid" 2>/dev/null || true; fi
+}
+trap stop_all EXIT
+
 # This machine's id, or a demo one where there is none.
 machine_id=/etc/machine-id
 if ! grep -qE '^[0-9a-f]{32}$' "$machine_id" 2>/dev/null; then
@@ -36,7 +71,10 @@ if ! grep -qE '^[0-9a-f]{32}$' "$machine_id" 2>/dev/null; then
 fi
 
 cat >"$demo/keyward.toml" <<CONF
-backend = "pkcs11"
+backend = "$backend"
+[tpm]
+device = "$tpm_device"
+pcrs = "sha256:7"
 [store]
 dir = "$demo/store"
 machine_id_file = "$machine_id"
@@ -50,9 +88,16 @@ audit_log = "$demo/audit.log"
 CONF
 export KEYWARD_CONFIG=$demo/keyward.toml
 
-say "keyward init: create the key-encryption key inside the token, and the store"
+if [ "$backend" = tpm ]; then
+	say "keyward init: the TPM's storage key, and the store (data keys will be sealed to PCR 7)"
+else
+	say "keyward init: create the key-encryption key inside the token, and the store"
+fi
 keyward init
 keyward init
+if [ "$backend" = tpm ]; then
+	keyward pcrs || true
+fi
 
 say "keyward put: seal a secret read from stdin (never from argv)"
 demo_secret="demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
@@ -75,7 +120,6 @@ say "keyward serve: start the agent"
 # Started directly, not through the shell function, so that $! is the agent.
 "$demo/keyward" serve 2>"$demo/agent.log" </dev/null >/dev/null &
 agent=$!
-trap 'kill "$agent" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
 	[ -S "$demo/run/agent.sock" ] && break
 	sleep 0.05
@@ -99,7 +143,7 @@ fi
 say "stop the agent (SIGTERM: drain, zero secrets, exit 0)"
 kill -TERM "$agent"
 wait "$agent"
-trap - EXIT
+agent=
 echo "agent exited cleanly"
 echo
 echo "audit trail ($demo/audit.log):"

@@ -37,7 +37,7 @@ step "fuzz (short runs over the committed corpus and beyond)"
 fuzztime="${KEYWARD_FUZZTIME:-10s}"
 while read -r pkg target; do
 	echo "-- $target in $pkg"
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg"
 done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
 		echo "./$(dirname "${f#./}") $t"

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
+	"github.com/keyward/keyward/tpm"
 )
 
 // BenchmarkLoad1000 measures what an agent does at start: list a store of
@@ -50,4 +52,43 @@ func BenchmarkPut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLoad100TPM measures an agent's start with 100 secrets sealed by
+// a TPM (a private swtpm): list and unseal each, reusing one storage key
+// and opening one salted session per unseal.
+func BenchmarkLoad100TPM(b *testing.B) {
+	sw := testenv.SwTPM(b)
+	tr, err := tpm.OpenDevice(sw.Socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	d, err := tpm.Open(tpm.Config{TPM: tr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	s := storetest.NewStore(b, d)
+	ctx := context.Background()
+	for i := range 100 {
+		if _, err := s.Put(ctx, fmt.Sprintf("exchange/key-%03d", i), make([]byte, 64), store.PutOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		envs, _, err := s.List()
+		if err != nil || len(envs) != 100 {
+			b.Fatalf("List() = %d, %v", len(envs), err)
+		}
+		for _, e := range envs {
+			sec, err := s.OpenEnvelope(ctx, e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sec.Destroy()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/100-secrets")
 }

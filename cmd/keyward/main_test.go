@@ -5,13 +5,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/tpm"
 )
 
 func TestMain(m *testing.M) {
@@ -21,7 +24,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs each testdata/*.txt script against its own SoftHSM token
-// and store. Scripts see $STORE, $TOKENDIR, $CONFIG and $PINFILE.
+// and store; scripts named tpm-*.txt use the tpm backend and hsmtpm-*.txt
+// the hsm+tpm backend, each on its own swtpm. Scripts see $STORE,
+// $TOKENDIR, $CONFIG and $PINFILE, and $TPM for the swtpm socket.
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	if len(files) == 0 {
@@ -30,14 +35,22 @@ func TestScripts(t *testing.T) {
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
 			tok := testenv.SoftHSM(t)
+			backend, tpmSocket := "pkcs11", ""
+			switch base := filepath.Base(file); {
+			case strings.HasPrefix(base, "tpm-"):
+				backend, tpmSocket = "tpm", testenv.SwTPM(t).Socket
+			case strings.HasPrefix(base, "hsmtpm-"):
+				backend, tpmSocket = "hsm+tpm", testenv.SwTPM(t).Socket
+			}
 			testscript.Run(t, testscript.Params{
 				Files: []string{file},
 				Setup: func(env *testscript.Env) error {
-					return setupScript(env, tok)
+					return setupScript(env, tok, backend, tpmSocket)
 				},
 				Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-					"absent":   absent,
-					"waitsock": waitSocket,
+					"absent":    absent,
+					"waitsock":  waitSocket,
+					"extendpcr": extendPCR,
 				},
 			})
 		})
@@ -46,14 +59,17 @@ func TestScripts(t *testing.T) {
 
 // setupScript writes a configuration for the script's own store, token and
 // machine id.
-func setupScript(env *testscript.Env, tok *testenv.SoftHSMToken) error {
+func setupScript(env *testscript.Env, tok *testenv.SoftHSMToken, backend, tpmSocket string) error {
 	work := env.WorkDir
 	config := filepath.Join(work, "keyward.toml")
 	machineID := filepath.Join(work, "machine-id")
 	if err := os.WriteFile(machineID, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
 		return err
 	}
-	text := "[store]\n" +
+	text := "backend = " + quote(backend) + "\n" +
+		"[tpm]\n" +
+		"device = " + quote(tpmSocket) + "\n" +
+		"[store]\n" +
 		"dir = " + quote(filepath.Join(work, "store")) + "\n" +
 		"machine_id_file = " + quote(machineID) + "\n" +
 		"[pkcs11]\n" +
@@ -70,16 +86,41 @@ func setupScript(env *testscript.Env, tok *testenv.SoftHSMToken) error {
 	env.Setenv("STORE", filepath.Join(work, "store"))
 	env.Setenv("TOKENDIR", tok.TokenDir)
 	env.Setenv("PINFILE", tok.PINFile)
+	env.Setenv("PIN_VALUE", string(tok.PIN))
 	env.Setenv("MODULE", tok.ModulePath)
+	env.Setenv("TPM", tpmSocket)
 	return nil
+}
+
+// extendPCR extends a PCR of the script's swtpm, as a measured boot of
+// another kernel or firmware would: extendpcr INDEX.
+func extendPCR(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: extendpcr INDEX")
+	}
+	i, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("extendpcr: %v", err)
+	}
+	t, err := tpm.OpenDevice(ts.Getenv("TPM"))
+	ts.Check(err)
+	defer t.Close()
+	_, err = tpm2.PCRExtend{
+		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(i), Auth: tpm2.PasswordAuth(nil)},
+		Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{
+			HashAlg: tpm2.TPMAlgSHA256,
+			Digest:  make([]byte, 32),
+		}}},
+	}.Execute(t)
+	ts.Check(err)
 }
 
 // absent fails if any file below the given directories contains the text:
 // absent TEXT DIR... . The directories must exist, so a wrong path cannot
 // make the check pass.
 func absent(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 2 {
-		ts.Fatalf("usage: absent TEXT DIR...")
+	if neg || len(args) < 2 || args[0] == "" {
+		ts.Fatalf("usage: absent TEXT DIR... (TEXT not empty)")
 	}
 	text := []byte(args[0])
 	for _, dir := range args[1:] {

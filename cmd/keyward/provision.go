@@ -45,9 +45,14 @@ func initCommand() *cli.Command {
 				return err
 			}
 			w := c.App.Writer
-			if created {
+			switch {
+			case cfg.Backend == "tpm":
+				fmt.Fprintf(w, "TPM storage key %s is ready; data keys are sealed to PCRs %s\n", b.KeyID(), cfg.TPM.PCRs)
+			case created && cfg.Backend == "hsm+tpm":
+				fmt.Fprintf(w, "key-encryption key %s is ready; the HSM PIN is sealed to PCRs %s in %s\n", b.KeyID(), cfg.TPM.PCRs, sealedPINPath(cfg))
+			case created:
 				fmt.Fprintf(w, "created key-encryption key %s\n", b.KeyID())
-			} else {
+			default:
 				fmt.Fprintf(w, "key-encryption key %s already exists; nothing changed\n", b.KeyID())
 			}
 			fmt.Fprintf(w, "store directory %s is ready\n", cfg.Store.Dir)
@@ -223,7 +228,7 @@ func listCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			s, err := openStoreReadOnly(cfg)
+			s, err := openStoreNoBackend(cfg)
 			if err != nil {
 				return err
 			}
@@ -309,7 +314,7 @@ func envelopePath(cfg config.Config, arg string) (string, error) {
 	if err := store.ValidateName(name); err != nil {
 		return "", usagef("%q is not an envelope file, and %v", arg, err)
 	}
-	s, err := openStoreReadOnly(cfg)
+	s, err := openStoreNoBackend(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -347,7 +352,7 @@ func rmCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			s, err := openStoreReadOnly(cfg)
+			s, err := openStoreNoBackend(cfg)
 			if err != nil {
 				return err
 			}
@@ -361,8 +366,9 @@ func rmCommand() *cli.Command {
 	}
 }
 
-// openStoreReadOnly opens the store for metadata operations, with no backend.
-func openStoreReadOnly(cfg config.Config) (*store.Store, error) {
+// openStoreNoBackend opens the store without a backend: for operations on
+// metadata and files (list, inspect, rm) that decrypt nothing.
+func openStoreNoBackend(cfg config.Config) (*store.Store, error) {
 	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
 	if err != nil {
 		return nil, err

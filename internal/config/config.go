@@ -29,11 +29,31 @@ const MaxFileSize = 1 << 20
 // Config is the whole configuration. The zero value is not useful: start
 // from [Default] or [Load].
 type Config struct {
-	// Backend selects the root-key backend: "pkcs11".
+	// Backend selects the root-key backend: "pkcs11" (an HSM), "tpm", or
+	// "hsm+tpm" (an HSM whose PIN is sealed by the TPM to its PCR policy).
 	Backend string `toml:"backend"`
 	Store   Store  `toml:"store"`
 	PKCS11  PKCS11 `toml:"pkcs11"`
+	TPM     TPM    `toml:"tpm"`
 	Agent   Agent  `toml:"agent"`
+}
+
+// TPM configures the TPM 2.0 backend.
+type TPM struct {
+	// Device is the TPM character device, or the Unix socket of a swtpm.
+	Device string `toml:"device"`
+	// PCRs is the PCR selection data keys are sealed to, e.g. "7",
+	// "0,2,7" or "sha256:7+11".
+	PCRs string `toml:"pcrs"`
+	// PINFile, if set, names a file holding a PIN that sealed objects
+	// also require (policy auth value).
+	PINFile string `toml:"pin_file"`
+	// PersistentSRK is the handle of a persistent storage key to use
+	// instead of re-creating the standard one; 0 means none.
+	PersistentSRK uint32 `toml:"persistent_srk"`
+	// SealedHSMPIN is where the hsm+tpm backend keeps the HSM PIN sealed
+	// by the TPM; relative paths are inside the store directory.
+	SealedHSMPIN string `toml:"sealed_hsm_pin"`
 }
 
 // Agent configures the daemon started by `keyward serve`.
@@ -119,6 +139,11 @@ func Default() Config {
 			PINCredential: "keyward-pin",
 			MaxSessions:   8,
 		},
+		TPM: TPM{
+			Device:       "/dev/tpmrm0",
+			PCRs:         "sha256:7",
+			SealedHSMPIN: "hsm-pin.tpm",
+		},
 		Agent: Agent{
 			Socket:         "/run/keyward/agent.sock",
 			SocketMode:     "0660",
@@ -168,12 +193,20 @@ func Parse(b []byte, cfg *Config) error {
 // Validate checks settings that have a fixed set of values or a range.
 func (c *Config) Validate() error {
 	switch c.Backend {
-	case "pkcs11":
-		if c.PKCS11.URI == "" {
-			return errors.New("pkcs11.uri is empty")
-		}
+	case "pkcs11", "hsm+tpm", "tpm":
 	default:
-		return fmt.Errorf("backend %q is not known; use \"pkcs11\"", c.Backend)
+		return fmt.Errorf("backend %q is not known; use \"pkcs11\", \"tpm\" or \"hsm+tpm\"", c.Backend)
+	}
+	if c.Backend != "tpm" && c.PKCS11.URI == "" {
+		return errors.New("pkcs11.uri is empty")
+	}
+	if c.Backend != "pkcs11" {
+		if c.TPM.Device == "" || c.TPM.PCRs == "" {
+			return errors.New("tpm.device and tpm.pcrs must be set for the tpm and hsm+tpm backends")
+		}
+		if c.Backend == "hsm+tpm" && c.TPM.SealedHSMPIN == "" {
+			return errors.New("tpm.sealed_hsm_pin is empty")
+		}
 	}
 	if c.Store.Dir == "" {
 		return errors.New("store.dir is empty")

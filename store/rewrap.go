@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Re-wrapping replaces every envelope as one transaction: the new
+// envelopes are written beside the old ones as NAME@VERSION.kwe.next, then
+// a commit marker is written, then each .next file is renamed over its
+// envelope. A writer that is killed before the marker leaves the old
+// store (the .next files are removed at the next lock); one killed after
+// it leaves a committed store, finished at the next lock. Readers see
+// either version of each envelope, and both decrypt.
+const (
+	nextExt      = ".next"
+	commitMarker = ".rewrap-committed"
+)
+
+// Rewrap gives every envelope a new wrapped data key: rewrap receives the
+// current wrapped key and returns one that the store's backend unwraps to
+// the same data key (a TPM re-sealing to new PCR values, or the key wrapped
+// under a new root key). Each secret is re-encrypted, with a new nonce,
+// under its new header. It returns the number of envelopes rewritten. An
+// envelope that cannot be rewritten aborts the whole operation, leaving
+// the store as it was.
+func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte, error)) (int, error) {
+	if s.cfg.Backend == nil {
+		return 0, errors.New("store: no backend configured")
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	envs, damaged, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	if len(damaged) > 0 {
+		return 0, fmt.Errorf("the store has %d damaged envelopes (first: %w); remove or restore them first", len(damaged), damaged[0])
+	}
+	var written []string
+	abort := func(err error) (int, error) {
+		for _, p := range written {
+			os.Remove(p)
+		}
+		return 0, err
+	}
+	for _, e := range envs {
+		if err := ctx.Err(); err != nil {
+			return abort(err)
+		}
+		ne, err := s.rewrapOne(ctx, e, rewrap)
+		if err != nil {
+			return abort(fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
+		}
+		path := filepath.Join(s.cfg.Dir, fileName(e.Name, e.Version)+nextExt)
+		os.Remove(path)
+		if err := writeNew(s.cfg.Dir, filepath.Base(path), ne.Marshal()); err != nil {
+			return abort(err)
+		}
+		written = append(written, path)
+	}
+	if err := writeNew(s.cfg.Dir, commitMarker, nil); err != nil {
+		return abort(err)
+	}
+	if err := s.finishRewrap(); err != nil {
+		return 0, fmt.Errorf("the re-wrap is committed but not finished (it completes at the next write to the store): %w", err)
+	}
+	return len(envs), nil
+}
+
+// rewrapOne returns e with a new wrapped key and its secret re-encrypted.
+func (s *Store) rewrapOne(ctx context.Context, e *Envelope, rewrap func([]byte) ([]byte, error)) (*Envelope, error) {
+	plain, err := open(ctx, s.cfg.Backend, s.cfg.Host, e)
+	if err != nil {
+		return nil, err
+	}
+	defer plain.Destroy()
+	wrapped, err := rewrap(e.WrappedKey)
+	if err != nil {
+		return nil, err
+	}
+	dataKey, err := s.cfg.Backend.Unwrap(ctx, wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("the new wrapped key does not unwrap: %w", err)
+	}
+	defer clear(dataKey)
+	h := e.Header
+	h.KeyID = s.cfg.Backend.KeyID()
+	h.WrappedKey = wrapped
+	rand.Read(h.Nonce[:])
+	if err := h.validate(); err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(dataKey)
+	if err != nil {
+		return nil, err
+	}
+	ct := aead.Seal(make([]byte, 0, plain.Len()+tagSize), h.Nonce[:], plain.Bytes(), h.appendTo(nil))
+	return &Envelope{Header: h, Ciphertext: ct}, nil
+}
+
+// finishRewrap completes or discards an interrupted re-wrap: with the
+// commit marker, every .next file replaces its envelope; without it, they
+// are removed. The caller holds the lock.
+func (s *Store) finishRewrap() error {
+	nexts, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+Ext+nextExt))
+	marker := filepath.Join(s.cfg.Dir, commitMarker)
+	if _, err := os.Stat(marker); err != nil {
+		for _, p := range nexts {
+			os.Remove(p)
+		}
+		return nil
+	}
+	for _, p := range nexts {
+		if err := os.Rename(p, strings.TrimSuffix(p, nextExt)); err != nil {
+			return err
+		}
+	}
+	if err := syncDir(s.cfg.Dir); err != nil {
+		return err
+	}
+	if err := os.Remove(marker); err != nil {
+		return err
+	}
+	return syncDir(s.cfg.Dir)
+}
