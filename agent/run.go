@@ -89,12 +89,34 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	log.Info("agent ready", "socket", cfg.Listener.Addr().String(), "secrets", s.Secrets(), "rules", pol.Rules())
 	notify("ready", status())
 
+	// A reload runs beside this loop, so that a hung HSM call during one
+	// cannot keep SIGTERM from being handled; SIGHUPs that arrive during
+	// a reload are folded into one more reload after it.
+	reloaded := make(chan struct{})
+	reloading, again := false, false
+	startReload := func() {
+		reloading = true
+		notify("reloading", "reloading policy and store")
+		go func() {
+			reload(ctx, s, cfg, log)
+			reloaded <- struct{}{}
+		}()
+	}
 	for {
 		select {
 		case <-hup:
-			notify("reloading", "reloading policy and store")
-			reload(ctx, s, cfg, log)
+			if reloading {
+				again = true
+			} else {
+				startReload()
+			}
+		case <-reloaded:
+			reloading = false
 			notify("ready", status())
+			if again {
+				again = false
+				startReload()
+			}
 		case err := <-serveErr:
 			return fmt.Errorf("agent stopped serving: %w", err)
 		case <-ctx.Done():
@@ -124,6 +146,8 @@ func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
 	}
 	if cache, err := loadCache(ctx, cfg.Store, s.servedCache(), log); err != nil {
 		log.Error("store reload failed; the running secrets stay", "err", err)
+	} else if ctx.Err() != nil {
+		cache.Destroy() // the agent is stopping
 	} else {
 		s.SetCache(cache)
 		log.Info("store reloaded", "secrets", cache.Len())
