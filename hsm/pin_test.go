@@ -168,31 +168,22 @@ type terminal struct {
 	io.Writer
 }
 
+// TestPromptPIN checks what the PIN prompt adds to tty.Prompt (tested in
+// internal/tty): a PIN is not empty and fits MaxPINLen.
 func TestPromptPIN(t *testing.T) {
 	for _, tc := range []struct {
-		name, typed, want, wantErr, rest string
+		name, typed, want, wantErr string
 	}{
 		{name: "line", typed: "1234\n", want: "1234"},
-		{name: "crlf", typed: "1234\r\n", want: "1234"},
-		{name: "eof", typed: "1234", want: "1234"},
-		{name: "stops at newline", typed: "1234\nrest", want: "1234", rest: "rest"},
-		{name: "spaces kept", typed: " 12 34 \n", want: " 12 34 "},
 		{name: "empty", typed: "\n", wantErr: "empty"},
 		{name: "nothing", typed: "", wantErr: "is empty"},
-		{name: "too long", typed: strings.Repeat("1", 300) + "\nrest", wantErr: "longer than 256", rest: "rest"},
+		{name: "too long", typed: strings.Repeat("1", 300) + "\n", wantErr: "longer than 256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := strings.NewReader(tc.typed)
 			var out bytes.Buffer
-			pin, err := hsm.PromptPIN(terminal{in, &out}, "PIN: ")
+			pin, err := hsm.PromptPIN(terminal{strings.NewReader(tc.typed), &out}, "PIN: ")
 			if string(pin) != tc.want || (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("PromptPIN(%q) = %q, %v, want %q, %q", tc.typed, pin, err, tc.want, tc.wantErr)
-			}
-			if out.String() != "PIN: " {
-				t.Errorf("PromptPIN wrote %q, want %q", out.String(), "PIN: ")
-			}
-			if rest := tc.typed[len(tc.typed)-in.Len():]; rest != tc.rest {
-				t.Errorf("PromptPIN left %q unread, want %q", rest, tc.rest)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -92,19 +91,7 @@ func (s *Store) rewrapOne(ctx context.Context, e *Envelope, rewrap func([]byte) 
 		return nil, fmt.Errorf("the new wrapped key does not unwrap: %w", err)
 	}
 	defer clear(dataKey)
-	h := e.Header
-	h.KeyID = s.cfg.Backend.KeyID()
-	h.WrappedKey = wrapped
-	rand.Read(h.Nonce[:])
-	if err := h.validate(); err != nil {
-		return nil, err
-	}
-	aead, err := newAEAD(dataKey)
-	if err != nil {
-		return nil, err
-	}
-	ct := aead.Seal(make([]byte, 0, plain.Len()+tagSize), h.Nonce[:], plain.Bytes(), h.appendTo(nil))
-	return &Envelope{Header: h, Ciphertext: ct}, nil
+	return encrypt(e.Header, s.cfg.Backend.KeyID(), wrapped, dataKey, plain.Bytes())
 }
 
 // finishRewrap completes or discards an interrupted re-wrap: with the

@@ -39,7 +39,13 @@ func seal(ctx context.Context, b Backend, h Header, plaintext []byte) (*Envelope
 	if err != nil {
 		return nil, fmt.Errorf("failed to wrap the data key: %w", err)
 	}
-	h.KeyID = b.KeyID()
+	return encrypt(h, b.KeyID(), wrapped, dataKey, plaintext)
+}
+
+// encrypt completes h with the key id, the wrapped data key and a fresh
+// nonce, and encrypts plaintext under dataKey with the header as AAD.
+func encrypt(h Header, keyID string, wrapped, dataKey, plaintext []byte) (*Envelope, error) {
+	h.KeyID = keyID
 	h.WrappedKey = wrapped
 	rand.Read(h.Nonce[:])
 	if err := h.validate(); err != nil {
