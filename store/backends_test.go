@@ -69,3 +69,20 @@ func TestWrongBackend(t *testing.T) {
 		t.Errorf("tpm Unwrap(HSM-wrapped key) = %v, want a not-a-TPM-blob error", err)
 	}
 }
+
+// TestTPMTamper runs the tamper table against the TPM backend: the AAD
+// binding of the envelope header holds with TPM-sealed data keys too.
+func TestTPMTamper(t *testing.T) {
+	sw := testenv.SwTPM(t)
+	tr, err := tpm.OpenDevice(sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	d, err := tpm.Open(tpm.Config{TPM: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	RunTamper(t, d)
+}

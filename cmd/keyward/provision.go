@@ -24,11 +24,22 @@ func initCommand() *cli.Command {
 		Name:  "init",
 		Usage: "create the backend key and the store directory (safe to run again)",
 		Description: "init finds the key-encryption key named in the configuration or creates it inside\n" +
-			"the token, checks that it wraps and unwraps, and creates the store directory (mode 0700).",
+			"the token (for the tpm backend: the TPM's storage key; for hsm+tpm: it also seals the HSM PIN),\n" +
+			"checks that it wraps and unwraps, and creates the store directory (mode 0700).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "backend", Usage: "use this `BACKEND` (pkcs11, tpm, hsm+tpm) instead of the configured one"},
+		},
 		Action: func(c *cli.Context) error {
 			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
+			}
+			if b := c.String("backend"); b != "" && b != cfg.Backend {
+				cfg.Backend = b
+				if err := cfg.Validate(); err != nil {
+					return usagef("--backend %s: %v", b, err)
+				}
+				defer fmt.Fprintf(c.App.ErrWriter, "keyward: hint: set backend = %q in %s, so that every other command uses it too\n", b, c.String(configFlag))
 			}
 			if _, err := store.ReadHostID(cfg.Store.MachineIDFile); err != nil {
 				return err
