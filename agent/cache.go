@@ -24,7 +24,7 @@ type cacheEntry struct {
 
 type cacheVersion struct {
 	version uint32
-	expires time.Time // zero: never
+	until   time.Time // when it stops being served (expiry or end of grace); zero: never
 	secret  *store.Secret
 }
 
@@ -66,7 +66,7 @@ func LoadCache(ctx context.Context, st *store.Store, prev *Cache) (c *Cache, ski
 	skipped = damaged
 	c = &Cache{secrets: make(map[string]*cacheEntry)}
 	loaded := 0
-	for _, e := range envs {
+	for i, e := range envs {
 		ent := c.secrets[e.Name]
 		if ent == nil {
 			ent = &cacheEntry{}
@@ -84,7 +84,7 @@ func LoadCache(ctx context.Context, st *store.Store, prev *Cache) (c *Cache, ski
 			skipped = append(skipped, fmt.Errorf("%s version %d: %w (serving the copy loaded before)", e.Name, e.Version, err))
 			sec = kept
 		}
-		ent.versions = append(ent.versions, cacheVersion{version: e.Version, expires: e.Expires, secret: sec})
+		ent.versions = append(ent.versions, cacheVersion{version: e.Version, until: retiredAt(envs, i), secret: sec})
 		loaded++
 	}
 	if len(envs) > 0 && loaded == 0 {
@@ -93,6 +93,20 @@ func LoadCache(ctx context.Context, st *store.Store, prev *Cache) (c *Cache, ski
 	}
 	slices.Sort(c.names)
 	return c, skipped, nil
+}
+
+// retiredAt is store.RetiredAt for envs[i] among all envelopes of the
+// store, sorted by name and version.
+func retiredAt(envs []*store.Envelope, i int) time.Time {
+	name := envs[i].Name
+	lo, hi := i, i+1
+	for lo > 0 && envs[lo-1].Name == name {
+		lo--
+	}
+	for hi < len(envs) && envs[hi].Name == name {
+		hi++
+	}
+	return store.RetiredAt(envs[lo:hi], i-lo)
 }
 
 // copyOf returns a copy of a version held by c, or nil. c may be nil.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -242,6 +243,8 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 			UptimeMS: uint64(s.cfg.Now().Sub(s.started).Milliseconds()),
 			Agent:    s.cfg.Agent,
 		}), true
+	case *wire.Reload:
+		return c.reload(out, id, pol, m), true
 	case *wire.Hello:
 		return badRequest("unexpected hello"), true
 	default:
@@ -296,17 +299,44 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 		c.auditDecision("get", m.Name, m.Version, "error", code, d)
 		return wire.AppendFrame(out, id, errorMessage(code))
 	}
-	if !v.expires.IsZero() && !s.cfg.Now().Before(v.expires) {
+	if !v.until.IsZero() && !s.cfg.Now().Before(v.until) {
 		c.auditDecision("get", m.Name, v.version, "deny", wire.CodeExpired, d)
 		return wire.AppendFrame(out, id, errorMessage(wire.CodeExpired))
 	}
 	var exp int64
-	if !v.expires.IsZero() {
-		exp = v.expires.Unix()
+	if !v.until.IsZero() {
+		exp = v.until.Unix()
 	}
 	out = wire.AppendFrame(out, id, &wire.Secret{Name: m.Name, Version: v.version, Expires: exp, Value: v.secret.Bytes()})
 	c.auditDecision("get", m.Name, v.version, "allow", 0, d)
 	return out
+}
+
+// reload answers an admin reload request: the store is re-read, so that
+// a rotation or a removal is served before the admin command returns.
+func (c *conn) reload(out []byte, id uint32, pol *policy.Policy, m *wire.Reload) []byte {
+	s := c.s
+	if store.ValidateName(m.Name) != nil {
+		c.auditEvent("reload", "", 0, "error", wire.CodeBadRequest, "invalid secret name")
+		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"})
+	}
+	d := pol.Decide(c.peer, policy.OpAdmin, m.Name)
+	if !d.Allowed {
+		c.auditDecision("reload", m.Name, 0, "deny", wire.CodeDenied, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
+	}
+	if s.cfg.Reload == nil {
+		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
+	}
+	if err := s.cfg.Reload(context.Background()); err != nil {
+		s.log.Error("reload requested by an admin failed; the running secrets stay", "peer", c.peer, "err", err)
+		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
+	}
+	v := s.current(m.Name)
+	c.auditDecision("reload", m.Name, v, "allow", 0, d)
+	return wire.AppendFrame(out, id, &wire.Reloaded{Version: v})
 }
 
 // list answers with the names the caller may both list and get.

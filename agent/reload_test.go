@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
@@ -100,4 +101,4 @@ func corrupt(t *testing.T, path string) {
 	}
 }
 
-var storePutNew = store.PutOptions{NewVersion: true}
+var storePutNew = store.PutOptions{NewVersion: true, Grace: 24 * time.Hour}

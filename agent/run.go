@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,7 +65,24 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	sc := cfg.Server
 	sc.Policy = pol
-	s, err := New(sc)
+	var s *Server
+	var storeMu sync.Mutex // one store reload or prune at a time
+	reloadStore := func(ctx context.Context) error {
+		storeMu.Lock()
+		defer storeMu.Unlock()
+		cache, err := loadCache(ctx, cfg.Store, s.servedCache(), log)
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			cache.Destroy() // the agent is stopping
+			return ctx.Err()
+		}
+		s.SetCache(cache)
+		return nil
+	}
+	sc.Reload = reloadStore
+	s, err = New(sc)
 	if err != nil {
 		cache.Destroy()
 		return err
@@ -78,6 +96,25 @@ func Run(ctx context.Context, cfg RunConfig) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.Serve(cfg.Listener) }()
+	go pruneEvery(ctx, time.Minute, func() {
+		storeMu.Lock()
+		pruned, err := cfg.Store.Prune(s.cfg.Now())
+		storeMu.Unlock()
+		if err != nil {
+			log.Error("pruning retired versions failed", "err", err)
+		}
+		for _, p := range pruned {
+			s.audit.LogAttrs(context.Background(), slog.LevelInfo, "decision",
+				slog.String("op", "prune"), slog.String("decision", "allow"),
+				slog.String("secret", p.Name), slog.Uint64("version", uint64(p.Version)),
+				slog.String("reason", "retired at "+p.Retired.UTC().Format(time.RFC3339)+": deleted from the store"))
+		}
+		if len(pruned) > 0 {
+			if err := reloadStore(ctx); err != nil {
+				log.Error("store reload after pruning failed", "err", err)
+			}
+		}
+	})
 	if cfg.Health != nil {
 		hctx, stopHealth := context.WithCancel(ctx) // ends with Run, not after
 		defer stopHealth()
@@ -144,13 +181,10 @@ func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
 		s.SetPolicy(pol)
 		log.Info("policy reloaded", "rules", pol.Rules())
 	}
-	if cache, err := loadCache(ctx, cfg.Store, s.servedCache(), log); err != nil {
+	if err := s.cfg.Reload(ctx); err != nil {
 		log.Error("store reload failed; the running secrets stay", "err", err)
-	} else if ctx.Err() != nil {
-		cache.Destroy() // the agent is stopping
 	} else {
-		s.SetCache(cache)
-		log.Info("store reloaded", "secrets", cache.Len())
+		log.Info("store reloaded", "secrets", s.Secrets())
 	}
 }
 
@@ -160,6 +194,20 @@ func loadCache(ctx context.Context, st *store.Store, prev *Cache, log *slog.Logg
 		log.Error("secret not loaded", "err", e)
 	}
 	return cache, err
+}
+
+// pruneEvery runs prune at start and then every interval until ctx ends.
+func pruneEvery(ctx context.Context, every time.Duration, prune func()) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		prune()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func monitorHealth(ctx context.Context, s *Server, check func(context.Context) error, report func(error),

@@ -50,6 +50,9 @@ type Config struct {
 	Hasher *peer.Hasher
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Reload, if set, re-reads the store and swaps the cache; it answers
+	// the admin reload request. Run sets it.
+	Reload func(ctx context.Context) error
 }
 
 // A Server serves secrets from a [Cache] over Unix stream connections to
@@ -150,6 +153,18 @@ func (s *Server) servedCache() *Cache {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.cache
+}
+
+// current returns the current version of name, 0 if it is not served.
+func (s *Server) current(name string) uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.cache.secrets[name]; e != nil {
+		if v := e.current(); v != nil {
+			return v.version
+		}
+	}
+	return 0
 }
 
 // SetPolicy replaces the policy for every request that starts after it.

@@ -326,3 +326,22 @@ func (c *Client) put(cn *conn) {
 		cn.close()
 	}
 }
+
+// Reload asks the agent to re-read name from its store, after a rotation
+// or removal, and returns the version it now serves (0: none). The caller
+// needs the admin permission on name.
+func (c *Client) Reload(ctx context.Context, name string) (uint32, error) {
+	if len(name) == 0 || len(name) > wire.MaxNameLen {
+		return 0, fmt.Errorf("%w: secret name of %d bytes", ErrBadRequest, len(name))
+	}
+	var v uint32
+	err := c.do(ctx, &wire.Reload{Name: name}, func(m wire.Message) error {
+		r, ok := m.(*wire.Reloaded)
+		if !ok {
+			return fmt.Errorf("%w: unexpected answer %T to reload", ErrProtocol, m)
+		}
+		v = r.Version
+		return nil
+	})
+	return v, err
+}

@@ -14,6 +14,8 @@ import (
 //	version      u32 (>= 1)
 //	created      i64 Unix seconds
 //	expires      i64 Unix seconds, 0 = never
+//	prev until   i64 Unix seconds: the previous version is served until
+//	             then; 0 = no previous version, or it is retired at once
 //	key id       u8 length, bytes (1..255, printable ASCII)
 //	host         16 bytes
 //	wrapped key  u16 length, bytes (1..MaxWrappedKeySize)
@@ -28,7 +30,7 @@ const (
 	// MaxWrappedKeySize bounds the backend's wrapped data key.
 	MaxWrappedKeySize = 4096
 	// MaxEnvelopeSize bounds a whole envelope file.
-	MaxEnvelopeSize = 8 + 1 + 255 + 4 + 8 + 8 + 1 + 255 + HostIDSize + 2 + MaxWrappedKeySize + nonceSize + 4 + MaxSecretSize + tagSize
+	MaxEnvelopeSize = 8 + 1 + 255 + 4 + 8 + 8 + 8 + 1 + 255 + HostIDSize + 2 + MaxWrappedKeySize + nonceSize + 4 + MaxSecretSize + tagSize
 
 	nonceSize = 12
 	tagSize   = 16
@@ -43,6 +45,9 @@ type Header struct {
 	Version    uint32
 	Created    time.Time // whole seconds
 	Expires    time.Time // zero: never
+	// PrevUntil is when the previous version stops being served, set by
+	// a rotation with a grace period; zero: at once (or no previous).
+	PrevUntil time.Time
 	KeyID      string    // the backend's [Backend.KeyID]
 	Host       HostID
 	WrappedKey []byte
@@ -95,6 +100,9 @@ func Parse(b []byte) (*Envelope, error) {
 	if exp := int64(r.u64()); exp != 0 {
 		e.Expires = time.Unix(exp, 0).UTC()
 	}
+	if until := int64(r.u64()); until != 0 {
+		e.PrevUntil = time.Unix(until, 0).UTC()
+	}
 	e.KeyID = string(r.bytes(int(r.u8())))
 	e.Host = HostID(r.bytes(HostIDSize))
 	e.WrappedKey = r.bytes(int(r.u16()))
@@ -125,7 +133,7 @@ func (e *Envelope) Marshal() []byte {
 }
 
 func (e *Envelope) size() int {
-	return 8 + 1 + len(e.Name) + 4 + 8 + 8 + 1 + len(e.KeyID) + HostIDSize +
+	return 8 + 1 + len(e.Name) + 4 + 8 + 8 + 8 + 1 + len(e.KeyID) + HostIDSize +
 		2 + len(e.WrappedKey) + nonceSize + 4 + len(e.Ciphertext)
 }
 
@@ -142,6 +150,11 @@ func (h *Header) appendTo(b []byte) []byte {
 		exp = h.Expires.Unix()
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(exp))
+	var until int64
+	if !h.PrevUntil.IsZero() {
+		until = h.PrevUntil.Unix()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(until))
 	b = append(b, byte(len(h.KeyID)))
 	b = append(b, h.KeyID...)
 	b = append(b, h.Host[:]...)
@@ -163,6 +176,9 @@ func (h *Header) validate() error {
 	}
 	if !h.Expires.IsZero() && (h.Expires.Unix() <= 0 || h.Expires.Nanosecond() != 0) {
 		return errors.New("expiry time out of range")
+	}
+	if !h.PrevUntil.IsZero() && (h.PrevUntil.Unix() <= 0 || h.PrevUntil.Nanosecond() != 0) {
+		return errors.New("grace end out of range")
 	}
 	if len(h.KeyID) == 0 || len(h.KeyID) > 255 {
 		return errors.New("key id length out of range")

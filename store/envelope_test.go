@@ -15,6 +15,7 @@ func testEnvelope() *Envelope {
 			Version:    3,
 			Created:    time.Unix(1790000000, 0).UTC(),
 			Expires:    time.Unix(1800000000, 0).UTC(),
+			PrevUntil:  time.Unix(1790086400, 0).UTC(),
 			KeyID:      "pkcs11:abc/keyward-kek/01",
 			Host:       DeriveHostID("0123456789abcdef0123456789abcdef"),
 			WrappedKey: bytes.Repeat([]byte{7}, 61),
@@ -36,7 +37,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Errorf("Marshal(Parse(b)) != b")
 	}
 	if got.Name != e.Name || got.Version != e.Version || !got.Created.Equal(e.Created) ||
-		!got.Expires.Equal(e.Expires) || got.KeyID != e.KeyID || got.Host != e.Host {
+		!got.Expires.Equal(e.Expires) || !got.PrevUntil.Equal(e.PrevUntil) || got.KeyID != e.KeyID || got.Host != e.Host {
 		t.Errorf("Parse() header = %+v, want %+v", got.Header, e.Header)
 	}
 	if got.Backend() != "pkcs11" {

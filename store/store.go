@@ -113,6 +113,9 @@ type PutOptions struct {
 	NewVersion bool
 	// Expires, when not zero, is when the version stops being served.
 	Expires time.Time
+	// Grace is how long the previous version stays servable once this
+	// one is current (a rotation); 0 retires it at once.
+	Grace time.Duration
 }
 
 // Put seals value as the next version of name and returns that version.
@@ -145,12 +148,20 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 		}
 		version = versions[len(versions)-1] + 1
 	}
+	if opts.Grace < 0 {
+		return 0, fmt.Errorf("grace period %v is negative", opts.Grace)
+	}
+	var prevUntil time.Time
+	if version > 1 && opts.Grace > 0 {
+		prevUntil = now.Add(opts.Grace).UTC()
+	}
 	e, err := seal(ctx, s.cfg.Backend, Header{
-		Name:    name,
-		Version: version,
-		Created: now.UTC(),
-		Expires: truncUTC(opts.Expires),
-		Host:    s.cfg.Host,
+		Name:      name,
+		Version:   version,
+		Created:   now.UTC(),
+		Expires:   truncUTC(opts.Expires),
+		PrevUntil: truncUTC(prevUntil),
+		Host:      s.cfg.Host,
 	}, value)
 	if err != nil {
 		return 0, fmt.Errorf("failed to seal %s: %w", name, err)

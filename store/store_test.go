@@ -182,6 +182,7 @@ func RunTamper(t *testing.T, b store.Backend) {
 		"created":     func(e *store.Envelope) { e.Created = e.Created.Add(time.Second) },
 		"expires":     func(e *store.Envelope) { e.Expires = e.Expires.Add(24 * time.Hour) },
 		"no expiry":   func(e *store.Envelope) { e.Expires = time.Time{} },
+		"prev until":  func(e *store.Envelope) { e.PrevUntil = e.Created.Add(time.Hour) },
 		"host":        func(e *store.Envelope) { e.Host[0] ^= 1 },
 		"nonce":       func(e *store.Envelope) { e.Nonce[0] ^= 1 },
 		"wrapped key": func(e *store.Envelope) { e.WrappedKey[len(e.WrappedKey)-1] ^= 1 },

@@ -25,7 +25,7 @@ func ExampleAppendFrame() {
 func ExampleReader() {
 	conn := bytes.NewBuffer(wire.Marshal(1, &wire.Hello{Versions: []uint16{wire.Version1}}))
 	conn.Write(wire.Marshal(2, &wire.Get{Name: "okx/exec"}))
-	conn.Write([]byte{0, 0, 0, 5, 0x05, 0, 0, 0, 3}) // an operation from the future
+	conn.Write([]byte{0, 0, 0, 5, 0x7e, 0, 0, 0, 3}) // an operation from the future
 
 	r := wire.NewReader(conn, wire.MaxRequestSize)
 	var out []byte
@@ -53,7 +53,7 @@ func ExampleReader() {
 	// Output:
 	// 1 hello -> hello_ok
 	// 2 get -> error
-	// 3 Type(0x05) -> error
+	// 3 Type(0x7e) -> error
 }
 
 // A client turns an Error response into a Go error.

@@ -93,6 +93,35 @@ func (*Secret) Type() Type { return TypeSecret }
 // Type returns [TypeNames].
 func (*Names) Type() Type { return TypeNames }
 
+// Reload asks the agent to re-read one secret from its store (after a
+// rotation or a removal) and answers once the agent serves what is on
+// disk. It needs the admin permission on the name.
+type Reload struct {
+	Name string
+}
+
+// Reloaded answers a Reload with the version now current, 0 when the
+// secret is gone.
+type Reloaded struct {
+	Version uint32
+}
+
+// Type returns [TypeReload].
+func (*Reload) Type() Type { return TypeReload }
+
+// Type returns [TypeReloaded].
+func (*Reloaded) Type() Type { return TypeReloaded }
+
+// AppendBody appends the body of m. It panics if Name is longer than
+// [MaxNameLen].
+func (m *Reload) AppendBody(b []byte) []byte { return appendStr8(b, m.Name, "Reload.Name") }
+
+// AppendBody appends the body of m.
+func (m *Reloaded) AppendBody(b []byte) []byte { return binary.BigEndian.AppendUint32(b, m.Version) }
+
+func (m *Reload) bodySize() int { return 1 + len(m.Name) }
+func (*Reloaded) bodySize() int { return 4 }
+
 // Type returns [TypeStatusOK].
 func (*StatusOK) Type() Type { return TypeStatusOK }
 

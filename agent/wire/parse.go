@@ -87,6 +87,10 @@ func ParseBody(t Type, body []byte) (Message, error) {
 		m = &List{}
 	case TypeStatus:
 		m = &Status{}
+	case TypeReload:
+		m = &Reload{Name: d.str8("name")}
+	case TypeReloaded:
+		m = &Reloaded{Version: d.u32("version")}
 	case TypeHelloOK:
 		m = &HelloOK{Version: d.u16("version"), Agent: d.str8("agent")}
 	case TypeSecret:

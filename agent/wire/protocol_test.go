@@ -50,7 +50,7 @@ func TestProtocolExamples(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := Parse(raw("000000050500000004")); err == nil {
-		t.Errorf("Parse(000000050500000004) = nil error, want unknown type")
+	if _, _, err := Parse(raw("000000057e00000004")); err == nil {
+		t.Errorf("Parse(000000057e00000004) = nil error, want unknown type")
 	}
 }

@@ -45,10 +45,12 @@ const (
 	TypeGet      Type = 0x02
 	TypeList     Type = 0x03
 	TypeStatus   Type = 0x04
+	TypeReload   Type = 0x05
 	TypeHelloOK  Type = 0x81
 	TypeSecret   Type = 0x82
 	TypeNames    Type = 0x83
 	TypeStatusOK Type = 0x84
+	TypeReloaded Type = 0x85
 	TypeError    Type = 0xFF
 )
 
@@ -64,6 +66,8 @@ func (t Type) String() string {
 		return "list"
 	case TypeStatus:
 		return "status"
+	case TypeReload:
+		return "reload"
 	case TypeHelloOK:
 		return "hello_ok"
 	case TypeSecret:
@@ -72,6 +76,8 @@ func (t Type) String() string {
 		return "names"
 	case TypeStatusOK:
 		return "status_ok"
+	case TypeReloaded:
+		return "reloaded"
 	case TypeError:
 		return "error"
 	}

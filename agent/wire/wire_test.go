@@ -133,7 +133,7 @@ func TestParseInvalid(t *testing.T) {
 		{"empty", nil, ErrMalformed, "no length prefix"},
 		{"short-prefix", raw("000000"), ErrMalformed, "no length prefix"},
 		{"header-only-prefix", raw("00000005"), ErrMalformed, "but 0 bytes follow"},
-		{"unknown-request-type", raw("00000005 05 00000001"), ErrUnknownType, "Type(0x05)"},
+		{"unknown-request-type", raw("00000005 7e 00000001"), ErrUnknownType, "Type(0x7e)"},
 		{"type-zero", raw("00000005 00 00000001"), ErrUnknownType, "Type(0x00)"},
 		{"type-7f", raw("00000005 7f 00000001"), ErrUnknownType, "Type(0x7f)"},
 		{"unknown-response-type", raw("00000005 80 00000001"), ErrUnknownType, "Type(0x80)"},
@@ -296,7 +296,7 @@ func TestTypeString(t *testing.T) {
 		{TypeHello, "hello"}, {TypeGet, "get"}, {TypeList, "list"}, {TypeStatus, "status"},
 		{TypeHelloOK, "hello_ok"}, {TypeSecret, "secret"}, {TypeNames, "names"},
 		{TypeStatusOK, "status_ok"}, {TypeError, "error"},
-		{0, "Type(0x00)"}, {0x05, "Type(0x05)"}, {0xa0, "Type(0xa0)"},
+		{0, "Type(0x00)"}, {0x7e, "Type(0x7e)"}, {0xa0, "Type(0xa0)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {

@@ -67,6 +67,8 @@ func commands() []*cli.Command {
 	cmds := []*cli.Command{
 		initCommand(),
 		putCommand(),
+		rotateCommand(),
+		pruneCommand(),
 		listCommand(),
 		inspectCommand(),
 		rmCommand(),

@@ -98,52 +98,94 @@ func putCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Description: "put reads the value from standard input (prompting without echo at a terminal) or\n" +
 			"from --from-file, seals it and prints the new version. One trailing newline is removed\n" +
-			"unless --keep-newline is given. The value is never taken from the command line.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "from-file", Usage: "read the value from `FILE` instead of stdin"},
-			&cli.BoolFlag{Name: "new-version", Usage: "add a version to an existing secret"},
-			&cli.StringFlag{Name: "expires", Usage: "stop serving the version after `DURATION` (90d, 12h) or at an RFC 3339 time"},
-			&cli.BoolFlag{Name: "keep-newline", Usage: "keep a trailing newline in the value"},
-		},
+			"unless --keep-newline is given. The value is never taken from the command line.\n" +
+			"With --new-version it rotates the secret, like keyward rotate.",
+		Flags: append(valueFlags(), &cli.BoolFlag{Name: "new-version", Usage: "add a version to an existing secret (a rotation)"}),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usagef("put takes exactly one argument, the secret's NAME; the value is read from stdin " +
-					"or --from-file, never from the command line, where ps and shell history would show it")
-			}
-			name := c.Args().First()
-			if err := store.ValidateName(name); err != nil {
-				return usagef("%v", err)
-			}
-			var expires time.Time
-			if e := c.String("expires"); e != "" {
-				t, err := parseExpiry(e, time.Now())
-				if err != nil {
-					return usagef("%v", err)
-				}
-				expires = t
-			}
-			cfg, err := loadConfig(c)
-			if err != nil {
-				return err
-			}
-			value, err := readValue(c, name)
-			if err != nil {
-				return err
-			}
-			defer clear(value)
-			s, b, err := openStore(c.Context, cfg)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			v, err := s.Put(c.Context, name, value, store.PutOptions{NewVersion: c.Bool("new-version"), Expires: expires})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "%s version %d\n", name, v)
-			return nil
+			return storeValue(c, c.Bool("new-version"))
 		},
 	}
+}
+
+func rotateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rotate",
+		Usage:     "store the next version of a secret and make it current",
+		ArgsUsage: "NAME",
+		Description: "rotate reads the new value like put and stores it as the next version. The previous\n" +
+			"version stays servable for the grace period (--grace, default store.grace, 24h), then is\n" +
+			"refused as expired and deleted by the agent or keyward prune. A running agent serves the\n" +
+			"new version before rotate returns: no restart, no dropped connection.",
+		Flags: valueFlags(),
+		Action: func(c *cli.Context) error {
+			return storeValue(c, true)
+		},
+	}
+}
+
+// valueFlags are the flags of the commands that store a value.
+func valueFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "from-file", Usage: "read the value from `FILE` instead of stdin"},
+		&cli.StringFlag{Name: "expires", Usage: "stop serving the version after `DURATION` (90d, 12h) or at an RFC 3339 time"},
+		&cli.StringFlag{Name: "grace", Usage: "keep the previous version servable for `DURATION` (default: store.grace)"},
+		&cli.BoolFlag{Name: "keep-newline", Usage: "keep a trailing newline in the value"},
+	}
+}
+
+// storeValue is put and rotate: it seals the value read from stdin or a
+// file as the first or the next version, then has a running agent serve it.
+func storeValue(c *cli.Context, newVersion bool) error {
+	if c.NArg() != 1 {
+		return usagef("%s takes exactly one argument, the secret's NAME; the value is read from stdin "+
+			"or --from-file, never from the command line, where ps and shell history would show it", c.Command.Name)
+	}
+	name := c.Args().First()
+	if err := store.ValidateName(name); err != nil {
+		return usagef("%v", err)
+	}
+	var expires time.Time
+	if e := c.String("expires"); e != "" {
+		t, err := parseExpiry(e, time.Now())
+		if err != nil {
+			return usagef("%v", err)
+		}
+		expires = t
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	grace := cfg.Store.Grace.Duration
+	if g := c.String("grace"); g != "" {
+		if grace, err = parseDuration(g); err != nil {
+			return usagef("--grace: %v", err)
+		}
+	}
+	value, err := readValue(c, name)
+	if err != nil {
+		return err
+	}
+	defer clear(value)
+	s, b, err := openStore(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	v, err := s.Put(c.Context, name, value, store.PutOptions{NewVersion: newVersion, Expires: expires, Grace: grace})
+	if err != nil {
+		return err
+	}
+	switch {
+	case v > 1 && grace > 0:
+		fmt.Fprintf(c.App.Writer, "%s version %d (version %d served until %s)\n", name, v, v-1, formatTime(time.Now().Add(grace)))
+	case v > 1:
+		fmt.Fprintf(c.App.Writer, "%s version %d (version %d retired)\n", name, v, v-1)
+	default:
+		fmt.Fprintf(c.App.Writer, "%s version %d\n", name, v)
+	}
+	tellAgent(c, cfg, name)
+	return nil
 }
 
 // readValue reads a secret value from --from-file or stdin, bounded by
@@ -213,6 +255,20 @@ func readBounded(r io.Reader, max int) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
+// parseDuration accepts Go durations plus a "d" suffix for days; 0 is allowed.
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n < 100000 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+	}
+	return d, nil
+}
+
 // parseExpiry accepts a duration from now (Go syntax, plus a "d" suffix for
 // days) or an RFC 3339 time.
 func parseExpiry(s string, now time.Time) (time.Time, error) {
@@ -248,9 +304,11 @@ func listCommand() *cli.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES")
-			for _, e := range envs {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Name, e.Version, formatTime(e.Created), formatExpiry(e.Expires))
+			fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES\tSTATE")
+			now := time.Now()
+			for i, e := range envs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", e.Name, e.Version, formatTime(e.Created), formatExpiry(e.Expires),
+					versionState(envs, i, now, cfg.Store.ExpiryWarning.Duration))
 			}
 			tw.Flush()
 			for _, d := range damaged {
@@ -262,6 +320,31 @@ func listCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// versionState says whether envs[i] is served at now: current, in its
+// grace period, retired or expired, and whether it expires within warn.
+func versionState(envs []*store.Envelope, i int, now time.Time, warn time.Duration) string {
+	lo, hi := i, i+1
+	for lo > 0 && envs[lo-1].Name == envs[i].Name {
+		lo--
+	}
+	for hi < len(envs) && envs[hi].Name == envs[i].Name {
+		hi++
+	}
+	until := store.RetiredAt(envs[lo:hi], i-lo)
+	current := i == hi-1
+	switch {
+	case !until.IsZero() && !now.Before(until) && current:
+		return "expired"
+	case !until.IsZero() && !now.Before(until):
+		return "retired"
+	case !current:
+		return "grace until " + formatTime(until)
+	case !until.IsZero() && until.Sub(now) < warn:
+		return "current, expires soon"
+	}
+	return "current"
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -372,6 +455,7 @@ func rmCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "removed %s (%d version(s))\n", name, n)
+			tellAgent(c, cfg, name) // revoke: the agent stops serving it now
 			return nil
 		},
 	}
@@ -403,4 +487,26 @@ func openStore(ctx context.Context, cfg config.Config) (*store.Store, backend, e
 		return nil, nil, err
 	}
 	return s, b, nil
+}
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "delete versions past their grace period (the agent also does this every minute)",
+		Action: func(c *cli.Context) error {
+			cfg, err := configNoArgs(c)
+			if err != nil {
+				return err
+			}
+			s, err := openStoreNoBackend(cfg)
+			if err != nil {
+				return err
+			}
+			pruned, err := s.Prune(time.Now())
+			for _, p := range pruned {
+				fmt.Fprintf(c.App.Writer, "deleted %s version %d (retired at %s)\n", p.Name, p.Version, formatTime(p.Retired))
+			}
+			return err
+		},
+	}
 }

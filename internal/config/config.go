@@ -111,6 +111,12 @@ type Store struct {
 	Dir string `toml:"dir"`
 	// MachineIDFile is the machine-id file envelopes are bound to.
 	MachineIDFile string `toml:"machine_id_file"`
+	// Grace is how long the previous version of a rotated secret stays
+	// servable, unless rotate --grace says otherwise.
+	Grace Duration `toml:"grace"`
+	// ExpiryWarning is how far ahead list and status flag secrets that
+	// will expire.
+	ExpiryWarning Duration `toml:"expiry_warning"`
 }
 
 // PKCS11 configures the PKCS#11 backend.
@@ -133,6 +139,8 @@ func Default() Config {
 		Store: Store{
 			Dir:           "/var/lib/keyward",
 			MachineIDFile: "/etc/machine-id",
+			Grace:         Duration{24 * time.Hour},
+			ExpiryWarning: Duration{7 * 24 * time.Hour},
 		},
 		PKCS11: PKCS11{
 			URI:           "pkcs11:token=keyward;object=keyward-kek?module-path=/usr/lib/softhsm/libsofthsm2.so",
@@ -213,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MachineIDFile == "" {
 		return errors.New("store.machine_id_file is empty")
+	}
+	if c.Store.Grace.Duration < 0 || c.Store.ExpiryWarning.Duration < 0 {
+		return errors.New("store.grace and store.expiry_warning must not be negative")
 	}
 	if c.PKCS11.MaxSessions < 1 || c.PKCS11.MaxSessions > 256 {
 		return fmt.Errorf("pkcs11.max_sessions is %d; use 1 to 256", c.PKCS11.MaxSessions)
