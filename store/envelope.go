@@ -41,14 +41,14 @@ var magic = [8]byte{'K', 'E', 'Y', 'W', 'A', 'R', 'D', 1}
 // A Header is the authenticated, unencrypted part of an envelope: what
 // `keyward inspect` shows.
 type Header struct {
-	Name       string
-	Version    uint32
-	Created    time.Time // whole seconds
-	Expires    time.Time // zero: never
+	Name    string
+	Version uint32
+	Created time.Time // whole seconds
+	Expires time.Time // zero: never
 	// PrevUntil is when the previous version stops being served, set by
 	// a rotation with a grace period; zero: at once (or no previous).
-	PrevUntil time.Time
-	KeyID      string    // the backend's [Backend.KeyID]
+	PrevUntil  time.Time
+	KeyID      string // the backend's [Backend.KeyID]
 	Host       HostID
 	WrappedKey []byte
 	Nonce      [nonceSize]byte
