@@ -48,7 +48,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		f.started = true
 		if !wholeFrame(p[:n]) {
 			f.short = true
-			f.c.c.SetReadDeadline(f.c.s.cfg.Now().Add(f.c.s.cfg.FrameTimeout))
+			f.c.c.SetReadDeadline(time.Now().Add(f.c.s.cfg.FrameTimeout))
 		}
 	}
 	return n, err
@@ -80,7 +80,7 @@ func (c *conn) arm(fr *frameReader) bool {
 	if c.stopped {
 		return false
 	}
-	now := c.s.cfg.Now()
+	now := time.Now() // deadlines follow the real clock, not Config.Now
 	switch {
 	case fr.started:
 		fr.short = true
@@ -156,7 +156,7 @@ func (c *conn) serve() {
 		}
 		if len(out) > 0 {
 			// A client that stops reading cannot hold the connection.
-			c.c.SetWriteDeadline(s.cfg.Now().Add(s.cfg.FrameTimeout))
+			c.c.SetWriteDeadline(time.Now().Add(s.cfg.FrameTimeout))
 			_, err = c.c.Write(out)
 			clear(out)
 		}

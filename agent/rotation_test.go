@@ -1,0 +1,195 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/storetest"
+)
+
+const adminPolicy = `
+[[rule]]
+name = "self"
+secrets = ["binance/*"]
+users = ["0"]
+allow = ["get", "admin"]
+`
+
+// runAgent runs the whole daemon (agent.Run) on st until the test ends.
+func runAgent(t *testing.T, st *store.Store, policyText string) string {
+	t.Helper()
+	dir := publicDir(t)
+	policyPath := filepath.Join(dir, "policy.toml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "agent.sock")
+	l, err := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.RunConfig{Store: st, PolicyPath: policyPath, Listener: l,
+			Ready: func(ev, _ string) {
+				if ev == "ready" {
+					select {
+					case ready <- struct{}{}:
+					default:
+					}
+				}
+			}})
+	}()
+	<-ready
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	return socket
+}
+
+// TestRotationUnderLoad: 32 clients get a secret in a loop while it is
+// rotated 100 times; no get fails, every answer is a version that was
+// current at some moment (its value matches its version), and no client
+// ever sees versions go backwards.
+func TestRotationUnderLoad(t *testing.T) {
+	rotations := 100
+	if testing.Short() {
+		rotations = 20
+	}
+	ctx := context.Background()
+	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v0001"})
+	socket := runAgent(t, st, adminPolicy)
+	admin, err := client.Dial(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	var stop atomic.Bool
+	var gets, failures atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			c, err := client.Dial(ctx, socket)
+			if err != nil {
+				failures.Add(1)
+				return
+			}
+			defer c.Close()
+			var last uint32
+			for !stop.Load() {
+				s, err := c.Get(ctx, "binance/mm-prod")
+				if err != nil {
+					t.Errorf("Get during rotation: %v", err)
+					failures.Add(1)
+					return
+				}
+				if want := fmt.Sprintf("v%04d", s.Version); string(s.Bytes()) != want {
+					t.Errorf("Get returned version %d with value %q", s.Version, s.Bytes())
+				}
+				if s.Version < last {
+					t.Errorf("versions went backwards for a client: %d after %d", s.Version, last)
+				}
+				last = s.Version
+				gets.Add(1)
+			}
+		})
+	}
+	for v := 2; v <= rotations+1; v++ {
+		if _, err := st.Put(ctx, "binance/mm-prod", []byte(fmt.Sprintf("v%04d", v)), store.PutOptions{NewVersion: true, Grace: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := admin.Reload(ctx, "binance/mm-prod")
+		if err != nil || got != uint32(v) {
+			t.Fatalf("Reload() = %d, %v; want version %d served", got, err, v)
+		}
+		// The next get after the reload returns sees the new version.
+		s, err := admin.Get(ctx, "binance/mm-prod")
+		if err != nil || s.Version != uint32(v) {
+			t.Fatalf("Get() right after rotation %d = %v, %v", v, s, err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() != 0 || gets.Load() == 0 {
+		t.Errorf("%d gets, %d failures", gets.Load(), failures.Load())
+	}
+}
+
+// TestGracePeriod: after a rotation, the previous version is served until
+// the end of its grace period and refused as expired after it.
+func TestGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	b, _ := storetest.SoftHSMBackend(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	store.Init(dir)
+	st, err := store.New(store.Config{Dir: dir, Backend: b, Host: storetest.TestHost, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Put(ctx, "binance/a", []byte("old"), store.PutOptions{})
+	st.Put(ctx, "binance/a", []byte("new"), store.PutOptions{NewVersion: true, Grace: time.Hour})
+	cache, _, err := agent.LoadCache(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now atomic.Pointer[time.Time]
+	now.Store(&t0)
+	pol, _ := policy.Parse([]byte(adminPolicy))
+	srv, err := agent.New(agent.Config{Policy: pol, Now: func() time.Time { return *now.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetCache(cache)
+	socket := filepath.Join(t.TempDir(), "a.sock")
+	l, _ := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
+	go srv.Serve(l)
+	defer func() { srv.Shutdown(ctx); srv.Close() }()
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		at      time.Duration
+		version uint32
+		want    string
+		err     error
+	}{
+		{30 * time.Minute, 1, "old", nil},
+		{30 * time.Minute, 0, "new", nil},
+		{59 * time.Minute, 1, "old", nil},
+		{time.Hour, 1, "", client.ErrExpired},
+		{2 * time.Hour, 1, "", client.ErrExpired},
+		{2 * time.Hour, 2, "new", nil},
+	} {
+		at := t0.Add(tt.at)
+		now.Store(&at)
+		s, err := c.GetVersion(ctx, "binance/a", tt.version)
+		if !errors.Is(err, tt.err) || (err == nil && string(s.Bytes()) != tt.want) {
+			t.Errorf("at +%v, GetVersion(%d) = %v, %v; want %q, %v", tt.at, tt.version, s, err, tt.want, tt.err)
+		}
+	}
+}
