@@ -26,6 +26,8 @@ type conn struct {
 	audit *slog.Logger // the audit logger with the caller attribute, formatted once
 	rec   auditRecord
 
+	writeMu sync.Mutex // answers and watch notifications share the connection
+
 	mu      sync.Mutex
 	busy    bool // a request is being handled
 	stopped bool // Shutdown asked the connection to end
@@ -67,6 +69,16 @@ func (c *conn) interrupt() {
 	if !c.busy {
 		c.c.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// write writes b with a write deadline, serialised with watch
+// notifications.
+func (c *conn) write(b []byte, timeout time.Duration) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.c.Write(b)
+	return err
 }
 
 // arm sets the read deadline for the next frame, unless Shutdown has
@@ -118,6 +130,7 @@ func (c *conn) serve() {
 	c.peer = p
 	c.audit = s.audit.With(slog.Attr{Key: "caller", Value: p.LogValue()})
 	defer p.Close()
+	defer s.unwatch(c)
 	if !s.claimUID(p.UID()) {
 		s.log.Warn("connection limit of this uid reached; closing a new connection", "peer", p, "max_conns_per_uid", s.cfg.MaxConnsPerUID)
 		return
@@ -156,8 +169,7 @@ func (c *conn) serve() {
 		}
 		if len(out) > 0 {
 			// A client that stops reading cannot hold the connection.
-			c.c.SetWriteDeadline(time.Now().Add(s.cfg.FrameTimeout))
-			_, err = c.c.Write(out)
+			err = c.write(out, s.cfg.FrameTimeout)
 			clear(out)
 		}
 		// The audit event follows the answer, off the caller's latency.
@@ -245,6 +257,8 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 		}), true
 	case *wire.Reload:
 		return c.reload(out, id, pol, m), true
+	case *wire.Watch:
+		return c.watch(out, id, pol, m), true
 	case *wire.Hello:
 		return badRequest("unexpected hello"), true
 	default:

@@ -30,12 +30,20 @@ allow = ["get", "admin"]
 // runAgent runs the whole daemon (agent.Run) on st until the test ends.
 func runAgent(t *testing.T, st *store.Store, policyText string) string {
 	t.Helper()
-	dir := publicDir(t)
+	socket := filepath.Join(publicDir(t), "agent.sock")
+	t.Cleanup(startRun(t, st, policyText, socket))
+	return socket
+}
+
+// startRun starts agent.Run on socket and returns the function that stops
+// it.
+func startRun(t *testing.T, st *store.Store, policyText, socket string) (stop func()) {
+	t.Helper()
+	dir := filepath.Dir(socket)
 	policyPath := filepath.Join(dir, "policy.toml")
 	if err := os.WriteFile(policyPath, []byte(policyText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	socket := filepath.Join(dir, "agent.sock")
 	l, err := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -55,13 +63,12 @@ func runAgent(t *testing.T, st *store.Store, policyText string) string {
 			}})
 	}()
 	<-ready
-	t.Cleanup(func() {
+	return sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run() = %v", err)
 		}
 	})
-	return socket
 }
 
 // TestRotationUnderLoad: 32 clients get a secret in a loop while it is

@@ -66,6 +66,7 @@ type Server struct {
 	log     *slog.Logger
 	audit   *slog.Logger
 	events  *auditQueue // to the audit goroutine
+	watch   watchers
 	denials *denials
 	auditWG sync.WaitGroup
 	started time.Time
@@ -124,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 	s.policy.Store(cfg.Policy)
 	s.healthy.Store(true)
 	s.events = newAuditQueue()
+	s.watch.conns = make(map[*conn]map[string]uint32)
 	s.denials = newDenials()
 	s.auditWG.Go(s.writeAudit)
 	return s, nil
@@ -137,14 +139,15 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// SetCache swaps in c and destroys the previous cache once no request is
-// copying from it.
+// SetCache swaps in c, destroys the previous cache once no request is
+// copying from it, and tells watching connections what changed.
 func (s *Server) SetCache(c *Cache) {
 	s.mu.Lock()
 	old := s.cache
 	s.cache = c
 	s.mu.Unlock()
 	old.Destroy()
+	s.notifyWatchers()
 }
 
 // servedCache returns the cache being served. Only the goroutine that

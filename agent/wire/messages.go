@@ -122,6 +122,79 @@ func (m *Reloaded) AppendBody(b []byte) []byte { return binary.BigEndian.AppendU
 func (m *Reload) bodySize() int { return 1 + len(m.Name) }
 func (*Reloaded) bodySize() int { return 4 }
 
+// Watch subscribes the connection to changes of the current version of
+// each name (1 to [MaxWatch] names). It needs the watch permission on
+// every name. After [Watching], the agent sends a [Changed] with id 0
+// whenever a watched name gets another current version.
+type Watch struct {
+	Names []string
+}
+
+// Watching answers a Watch with the current version of each name, in
+// order; 0 when the name is not served.
+type Watching struct {
+	Versions []uint32
+}
+
+// Changed tells a watching connection, unasked and with id 0, that name
+// has a new current version (0: it is no longer served).
+type Changed struct {
+	Name    string
+	Version uint32
+}
+
+// Type returns [TypeWatch].
+func (*Watch) Type() Type { return TypeWatch }
+
+// Type returns [TypeWatching].
+func (*Watching) Type() Type { return TypeWatching }
+
+// Type returns [TypeChanged].
+func (*Changed) Type() Type { return TypeChanged }
+
+// AppendBody appends the body of m. It panics unless m has 1 to
+// [MaxWatch] names of at most [MaxNameLen] bytes.
+func (m *Watch) AppendBody(b []byte) []byte {
+	if len(m.Names) < 1 || len(m.Names) > MaxWatch {
+		panic("wire: Watch.Names must hold 1 to " + strconv.Itoa(MaxWatch) + " names")
+	}
+	b = append(b, byte(len(m.Names)))
+	for _, n := range m.Names {
+		b = appendStr8(b, n, "Watch.Names")
+	}
+	return b
+}
+
+// AppendBody appends the body of m. It panics unless m has 1 to
+// [MaxWatch] versions.
+func (m *Watching) AppendBody(b []byte) []byte {
+	if len(m.Versions) < 1 || len(m.Versions) > MaxWatch {
+		panic("wire: Watching.Versions must hold 1 to " + strconv.Itoa(MaxWatch) + " versions")
+	}
+	b = append(b, byte(len(m.Versions)))
+	for _, v := range m.Versions {
+		b = binary.BigEndian.AppendUint32(b, v)
+	}
+	return b
+}
+
+// AppendBody appends the body of m. It panics if Name is longer than
+// [MaxNameLen].
+func (m *Changed) AppendBody(b []byte) []byte {
+	b = appendStr8(b, m.Name, "Changed.Name")
+	return binary.BigEndian.AppendUint32(b, m.Version)
+}
+
+func (m *Watch) bodySize() int {
+	n := 1
+	for _, s := range m.Names {
+		n += 1 + len(s)
+	}
+	return n
+}
+func (m *Watching) bodySize() int { return 1 + 4*len(m.Versions) }
+func (m *Changed) bodySize() int  { return 1 + len(m.Name) + 4 }
+
 // Type returns [TypeStatusOK].
 func (*StatusOK) Type() Type { return TypeStatusOK }
 

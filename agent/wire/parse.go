@@ -91,6 +91,12 @@ func ParseBody(t Type, body []byte) (Message, error) {
 		m = &Reload{Name: d.str8("name")}
 	case TypeReloaded:
 		m = &Reloaded{Version: d.u32("version")}
+	case TypeWatch:
+		m = d.watch()
+	case TypeWatching:
+		m = d.watching()
+	case TypeChanged:
+		m = &Changed{Name: d.str8("name"), Version: d.u32("version")}
 	case TypeHelloOK:
 		m = &HelloOK{Version: d.u16("version"), Agent: d.str8("agent")}
 	case TypeSecret:
@@ -228,6 +234,36 @@ func (d *decoder) hello() *Hello {
 	m := &Hello{Versions: make([]uint16, n)}
 	for i := range m.Versions {
 		m.Versions[i] = d.u16("version")
+	}
+	return m
+}
+
+func (d *decoder) watch() *Watch {
+	n := d.u8("count")
+	if d.err == nil && (n < 1 || n > MaxWatch) {
+		d.fail("%d names, want 1 to %d", n, MaxWatch)
+	}
+	if d.err != nil {
+		return nil
+	}
+	m := &Watch{Names: make([]string, n)}
+	for i := range m.Names {
+		m.Names[i] = d.str8("name")
+	}
+	return m
+}
+
+func (d *decoder) watching() *Watching {
+	n := d.u8("count")
+	if d.err == nil && (n < 1 || n > MaxWatch) {
+		d.fail("%d versions, want 1 to %d", n, MaxWatch)
+	}
+	if d.err != nil {
+		return nil
+	}
+	m := &Watching{Versions: make([]uint32, n)}
+	for i := range m.Versions {
+		m.Versions[i] = d.u32("version")
 	}
 	return m
 }

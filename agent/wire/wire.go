@@ -33,6 +33,9 @@ const (
 
 	// maxVersions is the most versions a Hello may offer.
 	maxVersions = 16
+
+	// MaxWatch is the most names one Watch request may name.
+	MaxWatch = 64
 )
 
 // A Type is the type byte of a frame. Requests are 0x01–0x7F, responses
@@ -46,11 +49,14 @@ const (
 	TypeList     Type = 0x03
 	TypeStatus   Type = 0x04
 	TypeReload   Type = 0x05
+	TypeWatch    Type = 0x06
 	TypeHelloOK  Type = 0x81
 	TypeSecret   Type = 0x82
 	TypeNames    Type = 0x83
 	TypeStatusOK Type = 0x84
 	TypeReloaded Type = 0x85
+	TypeWatching Type = 0x86
+	TypeChanged  Type = 0x87
 	TypeError    Type = 0xFF
 )
 
@@ -68,6 +74,8 @@ func (t Type) String() string {
 		return "status"
 	case TypeReload:
 		return "reload"
+	case TypeWatch:
+		return "watch"
 	case TypeHelloOK:
 		return "hello_ok"
 	case TypeSecret:
@@ -78,6 +86,10 @@ func (t Type) String() string {
 		return "status_ok"
 	case TypeReloaded:
 		return "reloaded"
+	case TypeWatching:
+		return "watching"
+	case TypeChanged:
+		return "changed"
 	case TypeError:
 		return "error"
 	}
