@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,13 +32,13 @@ allow = ["get", "admin"]
 func runAgent(t *testing.T, st *store.Store, policyText string) string {
 	t.Helper()
 	socket := filepath.Join(publicDir(t), "agent.sock")
-	t.Cleanup(startRun(t, st, policyText, socket))
+	t.Cleanup(startRun(t, st, policyText, socket, agent.RunConfig{}))
 	return socket
 }
 
 // startRun starts agent.Run on socket and returns the function that stops
 // it.
-func startRun(t *testing.T, st *store.Store, policyText, socket string) (stop func()) {
+func startRun(t *testing.T, st *store.Store, policyText, socket string, rc agent.RunConfig) (stop func()) {
 	t.Helper()
 	dir := filepath.Dir(socket)
 	policyPath := filepath.Join(dir, "policy.toml")
@@ -52,15 +53,16 @@ func startRun(t *testing.T, st *store.Store, policyText, socket string) (stop fu
 	ready := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- agent.Run(ctx, agent.RunConfig{Store: st, PolicyPath: policyPath, Listener: l,
-			Ready: func(ev, _ string) {
-				if ev == "ready" {
-					select {
-					case ready <- struct{}{}:
-					default:
-					}
+		rc.Store, rc.PolicyPath, rc.Listener = st, policyPath, l
+		rc.Ready = func(ev, _ string) {
+			if ev == "ready" {
+				select {
+				case ready <- struct{}{}:
+				default:
 				}
-			}})
+			}
+		}
+		done <- agent.Run(ctx, rc)
 	}()
 	<-ready
 	return sync.OnceFunc(func() {
@@ -199,4 +201,41 @@ func TestGracePeriod(t *testing.T) {
 			t.Errorf("at +%v, GetVersion(%d) = %v, %v; want %q, %v", tt.at, tt.version, s, err, tt.want, tt.err)
 		}
 	}
+}
+
+// TestExpiryWarning: at start (and daily) the agent writes a warning audit
+// event for each secret whose current version expires within the window.
+func TestExpiryWarning(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SoftHSMStore(t, map[string]string{"binance/never": "x"})
+	if _, err := st.Put(ctx, "binance/soon", []byte("y"), store.PutOptions{Expires: time.Now().Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "binance/later", []byte("z"), store.PutOptions{Expires: time.Now().Add(30 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	audit := &auditLog{}
+	socket := filepath.Join(publicDir(t), "agent.sock")
+	stop := startRun(t, st, adminPolicy, socket, agent.RunConfig{
+		ExpiryWarning: 7 * 24 * time.Hour,
+		Server:        agent.Config{Audit: slog.New(slog.NewJSONHandler(audit, nil))},
+	})
+	defer stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var warned []string
+		for _, ev := range audit.events(t) {
+			if ev["op"] == "expiry" {
+				warned = append(warned, fmt.Sprint(ev["secret"]))
+			}
+		}
+		if len(warned) > 0 {
+			if len(warned) != 1 || warned[0] != "binance/soon" {
+				t.Errorf("expiry warnings for %v, want only binance/soon", warned)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("no expiry warning in the audit trail:\n%s", audit)
 }

@@ -39,6 +39,10 @@ type RunConfig struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for requests in
 	// flight. Default 10s.
 	ShutdownTimeout time.Duration
+	// ExpiryWarning: once a day, a warning audit event names each secret
+	// whose current version stops being served within this window.
+	// 0 disables the warnings.
+	ExpiryWarning time.Duration
 	// Ready, if set, is called once the agent serves, after each reload
 	// and when it starts to stop, with a short status line.
 	Ready func(event, status string)
@@ -115,6 +119,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			}
 		}
 	})
+	if cfg.ExpiryWarning > 0 {
+		go pruneEvery(ctx, 24*time.Hour, func() { s.warnExpiring(cfg.ExpiryWarning) })
+	}
 	if cfg.Health != nil {
 		hctx, stopHealth := context.WithCancel(ctx) // ends with Run, not after
 		defer stopHealth()
@@ -196,7 +203,8 @@ func loadCache(ctx context.Context, st *store.Store, prev *Cache, log *slog.Logg
 	return cache, err
 }
 
-// pruneEvery runs prune at start and then every interval until ctx ends.
+// pruneEvery runs prune (or any periodic job) at start and then every
+// interval until ctx ends.
 func pruneEvery(ctx context.Context, every time.Duration, prune func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()

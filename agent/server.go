@@ -170,6 +170,24 @@ func (s *Server) current(name string) uint32 {
 	return 0
 }
 
+// warnExpiring writes a warning audit event for each secret whose current
+// version stops being served within window.
+func (s *Server) warnExpiring(window time.Duration) {
+	now := s.cfg.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, name := range s.cache.names {
+		v := s.cache.secrets[name].current()
+		if v == nil || v.until.IsZero() || v.until.Sub(now) > window {
+			continue
+		}
+		s.audit.LogAttrs(context.Background(), slog.LevelWarn, "expiry",
+			slog.String("op", "expiry"), slog.String("secret", name), slog.Uint64("version", uint64(v.version)),
+			slog.String("expires", v.until.UTC().Format(time.RFC3339)),
+			slog.String("reason", "the current version expires within the warning window: rotate it"))
+	}
+}
+
 // SetPolicy replaces the policy for every request that starts after it.
 func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
 

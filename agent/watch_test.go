@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
@@ -49,7 +50,7 @@ func TestWatch(t *testing.T) {
 	defer cancel()
 	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1", "okx/exec": "x"})
 	socket := filepath.Join(publicDir(t), "agent.sock")
-	stop := startRun(t, st, watchPolicy, socket)
+	stop := startRun(t, st, watchPolicy, socket, agent.RunConfig{})
 	defer func() { stop() }()
 
 	c, err := client.Dial(ctx, socket)
@@ -96,7 +97,7 @@ func TestWatch(t *testing.T) {
 	if _, err := st.Put(ctx, "binance/mm-prod", []byte("v7"), store.PutOptions{NewVersion: true, Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	stop = startRun(t, st, watchPolicy, socket)
+	stop = startRun(t, st, watchPolicy, socket, agent.RunConfig{})
 	if got := nextChange(t, changes); got != (client.Change{Name: "binance/mm-prod", Version: 7}) {
 		t.Fatalf("change after restart = %+v, want version 7", got)
 	}

@@ -101,6 +101,7 @@ func serveCommand() *cli.Command {
 				Health:         b.Healthy,
 				HealthInterval: notify.HealthInterval(0),
 				HealthResult:   notify.Health,
+				ExpiryWarning:  cfg.Store.ExpiryWarning.Duration,
 				Ready:          notify.Event,
 			})
 		},
@@ -253,11 +254,45 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "backend:  %s\n", st.Backend)
 			fmt.Fprintf(w, "secrets:  %d\n", st.Secrets)
 			fmt.Fprintf(w, "uptime:   %s\n", st.Uptime.Truncate(time.Second))
+			printExpiring(c, w)
 			if !st.Healthy {
 				return errors.New("the agent's backend is unhealthy; see journalctl -u keyward")
 			}
 			return nil
 		},
+	}
+}
+
+// printExpiring lists, from the store's metadata when this user can read
+// it, the current versions that expire within the warning window.
+func printExpiring(c *cli.Context, w io.Writer) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return
+	}
+	s, err := openStoreNoBackend(cfg)
+	if err != nil {
+		return
+	}
+	envs, _, err := s.List()
+	if err != nil {
+		return
+	}
+	window := cfg.Store.ExpiryWarning.Duration
+	now := time.Now()
+	var soon []string
+	for i, e := range envs {
+		if versionState(envs, i, now, window) == "current, expires soon" {
+			soon = append(soon, fmt.Sprintf("%s version %d at %s", e.Name, e.Version, formatTime(e.Expires)))
+		}
+	}
+	if len(soon) == 0 {
+		fmt.Fprintf(w, "expiring: none within %s\n", window)
+		return
+	}
+	fmt.Fprintf(w, "expiring: %d within %s:\n", len(soon), window)
+	for _, l := range soon {
+		fmt.Fprintf(w, "  %s\n", l)
 	}
 }
 
