@@ -64,6 +64,7 @@ func (s *Store) Prune(now time.Time) ([]Pruned, error) {
 			if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(e.Name, e.Version))); err != nil {
 				return pruned, err
 			}
+			os.Remove(filepath.Join(s.cfg.Dir, sidecarName(e.Name, e.Version)))
 			pruned = append(pruned, Pruned{e.Name, e.Version, t})
 		}
 		start = end

@@ -37,6 +37,14 @@ func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte,
 		return 0, err
 	}
 	defer unlock()
+	return s.replaceAll(ctx, func(e *Envelope) (*Envelope, error) { return s.rewrapOne(ctx, e, rewrap) })
+}
+
+// replaceAll replaces every envelope with transform's result in one
+// transaction (see the top of this file). The caller holds the lock. An
+// envelope that cannot be transformed aborts it all, leaving the store as
+// it was.
+func (s *Store) replaceAll(ctx context.Context, transform func(*Envelope) (*Envelope, error)) (int, error) {
 	envs, damaged, err := s.List()
 	if err != nil {
 		return 0, err
@@ -55,7 +63,7 @@ func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte,
 		if err := ctx.Err(); err != nil {
 			return abort(err)
 		}
-		ne, err := s.rewrapOne(ctx, e, rewrap)
+		ne, err := transform(e)
 		if err != nil {
 			return abort(fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
 		}

@@ -83,14 +83,26 @@ func open(ctx context.Context, b Backend, host HostID, e *Envelope) (*Secret, er
 		return nil, fmt.Errorf("failed to unwrap the data key of %s: %w", id, err)
 	}
 	defer clear(dataKey)
+	sec, err := decrypt(e, dataKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s does not decrypt: its header or ciphertext was modified", ErrIntegrity, id)
+	}
+	return sec, nil
+}
+
+// decrypt opens e's ciphertext with its data key and header.
+func decrypt(e *Envelope, dataKey []byte) (*Secret, error) {
 	aead, err := newAEAD(dataKey)
 	if err != nil {
 		return nil, err
 	}
+	if len(e.Ciphertext) < tagSize {
+		return nil, ErrIntegrity
+	}
 	s := newSecretSize(len(e.Ciphertext) - tagSize)
 	if _, err := aead.Open(s.b[:0], e.Nonce[:], e.Ciphertext, e.Header.appendTo(nil)); err != nil {
 		s.Destroy()
-		return nil, fmt.Errorf("%w: %s does not decrypt: its header or ciphertext was modified", ErrIntegrity, id)
+		return nil, ErrIntegrity
 	}
 	return s, nil
 }

@@ -166,6 +166,17 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 	if err != nil {
 		return 0, fmt.Errorf("failed to seal %s: %w", name, err)
 	}
+	// With a recovery kit, the data key is sealed to it first: an envelope
+	// is never published that the kit could not recover.
+	kit, err := s.Kit(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("failed to store %s: %w", name, err)
+	}
+	if kit != nil {
+		if err := s.sealToKit(ctx, kit, e); err != nil {
+			return 0, fmt.Errorf("failed to seal %s to the recovery kit: %w", name, err)
+		}
+	}
 	if err := writeNew(s.cfg.Dir, fileName(name, version), e.Marshal()); err != nil {
 		return 0, fmt.Errorf("failed to store %s: %w", name, err)
 	}
@@ -358,6 +369,7 @@ func (s *Store) Remove(name string) (int, error) {
 		if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(name, v))); err != nil {
 			return i, fmt.Errorf("failed to remove %s version %d: %w", name, v, err)
 		}
+		os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, v)))
 	}
 	return len(versions), syncDir(s.cfg.Dir)
 }

@@ -53,8 +53,12 @@ func report(w io.Writer, err error) int {
 func hints(err error) []string {
 	// Backend errors (package hsm) already say what to do.
 	switch {
+	case errors.Is(err, store.ErrKitExists):
+		return []string{"add --replace to make a new kit; keep the old shares until every secret has been rotated"}
 	case errors.Is(err, store.ErrExists):
 		return []string{"add --new-version to store the value as the next version"}
+	case errors.Is(err, store.ErrWrongKey):
+		return []string{"if the HSM key or the TPM was replaced, restore with the custodians' shares: keyward recovery restore (docs/recovery.md)"}
 	case errors.Is(err, store.ErrIntegrity):
 		return []string{"restore the envelope from a backup, or put the secret again"}
 	}

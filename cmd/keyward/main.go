@@ -81,6 +81,7 @@ func commands() []*cli.Command {
 		policyCommand(),
 		pcrsCommand(),
 		resealCommand(),
+		recoveryCommand(),
 		{
 			Name:  "version",
 			Usage: "print the keyward version",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,6 +52,7 @@ func TestScripts(t *testing.T) {
 					"absent":    absent,
 					"waitsock":  waitSocket,
 					"extendpcr": extendPCR,
+					"newtpm":    newTPM,
 				},
 			})
 		})
@@ -90,6 +92,39 @@ func setupScript(env *testscript.Env, tok *testenv.SoftHSMToken, backend, tpmSoc
 	env.Setenv("MODULE", tok.ModulePath)
 	env.Setenv("TPM", tpmSocket)
 	return nil
+}
+
+// newTPM replaces the script's TPM by a fresh swtpm (another TPM: new
+// seeds) and points the configuration at it: newtpm.
+func newTPM(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: newtpm")
+	}
+	dir := ts.MkAbs("tpm2")
+	ts.Check(os.MkdirAll(dir, 0o700))
+	sock := filepath.Join(dir, "tpm.sock")
+	cmd := exec.Command("swtpm", "socket", "--tpmstate", "dir="+dir, "--tpm2",
+		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
+		"--flags", "not-need-init,startup-clear")
+	ts.Check(cmd.Start())
+	ts.Defer(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("swtpm did not start")
+		}
+	}
+	config := ts.MkAbs("keyward.toml")
+	b, err := os.ReadFile(config)
+	ts.Check(err)
+	text := strings.Replace(string(b), "device = "+quote(ts.Getenv("TPM")), "device = "+quote(sock), 1)
+	ts.Check(os.WriteFile(config, []byte(text), 0o644))
+	ts.Setenv("TPM", sock)
 }
 
 // extendPCR extends a PCR of the script's swtpm, as a measured boot of
