@@ -41,3 +41,6 @@ func (t *Token) Healthy(ctx context.Context) error { return errNoCgo }
 
 // Close does nothing.
 func (t *Token) Close() error { return nil }
+
+// Destroy reports that this build has no PKCS #11 support.
+func (t *Token) Destroy(ctx context.Context) error { return errNoCgo }

@@ -635,6 +635,20 @@ func (t *Token) Healthy(ctx context.Context) error {
 	})
 }
 
+// Destroy deletes the key-encryption key from the token, then closes the
+// Token. Whatever it wrapped can no longer be unwrapped: keyward rewrap
+// calls it only after every data key was re-wrapped under a new key.
+func (t *Token) Destroy(ctx context.Context) error {
+	err := t.run(ctx, func(p *pkcs11.Ctx, s pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
+		return p.DestroyObject(s, key)
+	})
+	if err != nil {
+		t.Close()
+		return fmt.Errorf("hsm: failed to destroy the key %s: %w", t.keyID, err)
+	}
+	return t.Close()
+}
+
 // Close waits for running operations, closes the sessions, clears the
 // PIN and, when this was the last Token on the module, finalises the
 // module. Closing twice is harmless.

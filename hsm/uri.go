@@ -238,6 +238,16 @@ func (u *URI) Model() string { return u.model }
 // SlotID returns the slot the URI selects and whether it names one.
 func (u *URI) SlotID() (id uint64, ok bool) { return u.slotID, u.hasSlotID }
 
+// WithObject returns a copy of u that names the key labelled label, with
+// no id: how keyward rewrap names a new key-encryption key in the same
+// token.
+func (u *URI) WithObject(label string) *URI {
+	c := *u
+	c.object = label
+	c.id = nil
+	return &c
+}
+
 // Object returns the object label (CKA_LABEL) the URI selects, or "".
 func (u *URI) Object() string { return u.object }
 

@@ -53,11 +53,63 @@ func TestEnvelopeDoesNotLeak(t *testing.T) {
 // writerEnv makes the test binary a writer that puts secrets until killed.
 const writerEnv = "KEYWARD_STORE_TEST_WRITER"
 
+// rewrapperEnv makes the test binary re-wrap a store to a new key label
+// until killed or done.
+const rewrapperEnv = "KEYWARD_STORE_TEST_REWRAPPER"
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(writerEnv); dir != "" {
 		os.Exit(runWriter(dir))
 	}
+	if dir := os.Getenv(rewrapperEnv); dir != "" {
+		os.Exit(runRewrapper(dir))
+	}
 	os.Exit(m.Run())
+}
+
+// openLabel opens (creating if needed) the key labelled label on the token
+// of the URI in $KEYWARD_STORE_TEST_URI.
+func openLabel(label string) (*hsm.Token, error) {
+	u, err := hsm.ParseURI(os.Getenv("KEYWARD_STORE_TEST_URI"))
+	if err != nil {
+		return nil, err
+	}
+	pin, err := hsm.ReadPIN(hsm.PINSource{URI: u})
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := hsm.Init(hsm.Config{URI: u.WithObject(label), PIN: pin})
+	return tok, err
+}
+
+// runRewrapper re-wraps the store in dir from the key it records (or
+// "kek") to the label in $KEYWARD_STORE_TEST_LABEL.
+func runRewrapper(dir string) int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
+	oldLabel, err := store.RootKeyLabel(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if oldLabel == "" {
+		oldLabel = "kek"
+	}
+	from, err := openLabel(oldLabel)
+	if err != nil {
+		return fail(err)
+	}
+	to, err := openLabel(os.Getenv("KEYWARD_STORE_TEST_LABEL"))
+	if err != nil {
+		return fail(err)
+	}
+	s, err := store.New(store.Config{Dir: dir, Backend: from, Host: testHost})
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Println("ready")
+	if _, err := s.RewrapTo(context.Background(), to, os.Getenv("KEYWARD_STORE_TEST_LABEL")); err != nil {
+		return fail(err)
+	}
+	return 0
 }
 
 // runWriter puts new versions of a few secrets as fast as it can. Its
@@ -156,5 +208,111 @@ func TestCrashSafety(t *testing.T) {
 	mustPut(t, s, "after/crash", "x", store.PutOptions{})
 	if tmp, _ := filepath.Glob(filepath.Join(s.Dir(), ".tmp-*")); len(tmp) > 0 {
 		t.Errorf("temporary files left after a clean put: %v", tmp)
+	}
+}
+
+// TestRewrapKilled kills a key-encryption-key rotation with SIGKILL at
+// random points: after each kill every envelope opens with the old or the
+// new key, and running the rotation again completes it, with the store
+// switched to the new key.
+func TestRewrapKilled(t *testing.T) {
+	ctx := context.Background()
+	b, tok := storetest.SoftHSMBackend(t)
+	s := newStore(t, b)
+	for i := range 60 {
+		mustPut(t, s, fmt.Sprintf("exchange/key-%02d", i), fmt.Sprintf("value-%02d", i), store.PutOptions{})
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*hsm.Token{"kek": b}
+	key := func(label string) *hsm.Token {
+		if keys[label] == nil {
+			u, _ := hsm.ParseURI(tok.URI(label))
+			k, _, err := hsm.Init(hsm.Config{URI: u, PIN: tok.PIN})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { k.Close() })
+			keys[label] = k
+		}
+		return keys[label]
+	}
+	rounds := 6
+	if testing.Short() {
+		rounds = 3
+	}
+	for round := 1; round <= rounds; round++ {
+		label := fmt.Sprintf("kek-%d", round)
+		key(label) // created here, so the child only finds it
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), rewrapperEnv+"="+s.Dir(), "KEYWARD_STORE_TEST_URI="+tok.URI("kek"), "KEYWARD_STORE_TEST_LABEL="+label)
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: rewrapper did not start: %q, %v", round, line, err)
+		}
+		time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+
+		// Killed anywhere: every envelope opens under the key it names.
+		envs, damaged, err := s.List()
+		if err != nil || len(damaged) > 0 || len(envs) != 60 {
+			t.Fatalf("round %d: List() = %d, %v, %v", round, len(envs), damaged, err)
+		}
+		moved := 0
+		for _, e := range envs {
+			if e.KeyID == key(label).KeyID() {
+				moved++
+			}
+			k := keys["kek"]
+			for l, kk := range keys {
+				if kk.KeyID() == e.KeyID {
+					k = keys[l]
+				}
+			}
+			ks, _ := store.New(store.Config{Dir: s.Dir(), Backend: k, Host: testHost})
+			sec, err := ks.OpenEnvelope(ctx, e)
+			if err != nil {
+				t.Fatalf("round %d: %s does not open under %s: %v", round, e.Name, e.KeyID, err)
+			}
+			sec.Destroy()
+		}
+
+		t.Logf("round %d: killed with %d of 60 envelopes under the new key", round, moved)
+
+		// Running it again completes it.
+		current, _ := store.RootKeyLabel(s.Dir())
+		if current == "" {
+			current = "kek"
+		}
+		from, _ := store.New(store.Config{Dir: s.Dir(), Backend: key(current), Host: testHost})
+		if current != label {
+			if _, err := from.RewrapTo(ctx, key(label), label); err != nil {
+				t.Fatalf("round %d: re-run RewrapTo() = %v", round, err)
+			}
+		}
+		if got, _ := store.RootKeyLabel(s.Dir()); got != label {
+			t.Fatalf("round %d: the store records key %q, want %q", round, got, label)
+		}
+		done, _ := store.New(store.Config{Dir: s.Dir(), Backend: key(label), Host: testHost})
+		envs, _, _ = done.List()
+		for _, e := range envs {
+			if e.KeyID != key(label).KeyID() {
+				t.Fatalf("round %d: %s is under %s after completion, want %s", round, e.Name, e.KeyID, key(label).KeyID())
+			}
+			sec, err := done.OpenEnvelope(ctx, e)
+			if err != nil {
+				t.Fatalf("round %d: %s: %v", round, e.Name, err)
+			}
+			sec.Destroy()
+		}
+		t.Logf("round %d: complete under %s", round, label)
 	}
 }

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,12 @@ func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte,
 // envelope that cannot be transformed aborts it all, leaving the store as
 // it was.
 func (s *Store) replaceAll(ctx context.Context, transform func(*Envelope) (*Envelope, error)) (int, error) {
+	return s.replaceAllWith(ctx, transform, nil)
+}
+
+// replaceAllWith is replaceAll that also replaces the files in extra (name
+// to contents) in the same transaction.
+func (s *Store) replaceAllWith(ctx context.Context, transform func(*Envelope) (*Envelope, error), extra map[string][]byte) (int, error) {
 	envs, damaged, err := s.List()
 	if err != nil {
 		return 0, err
@@ -70,6 +78,14 @@ func (s *Store) replaceAll(ctx context.Context, transform func(*Envelope) (*Enve
 		path := filepath.Join(s.cfg.Dir, fileName(e.Name, e.Version)+nextExt)
 		os.Remove(path)
 		if err := writeNew(s.cfg.Dir, filepath.Base(path), ne.Marshal()); err != nil {
+			return abort(err)
+		}
+		written = append(written, path)
+	}
+	for name, b := range extra {
+		path := filepath.Join(s.cfg.Dir, name+nextExt)
+		os.Remove(path)
+		if err := writeNew(s.cfg.Dir, filepath.Base(path), b); err != nil {
 			return abort(err)
 		}
 		written = append(written, path)
@@ -103,10 +119,11 @@ func (s *Store) rewrapOne(ctx context.Context, e *Envelope, rewrap func([]byte) 
 }
 
 // finishRewrap completes or discards an interrupted re-wrap: with the
-// commit marker, every .next file replaces its envelope; without it, they
-// are removed. The caller holds the lock.
+// commit marker, every .next file (envelopes and the root-key record)
+// replaces its file; without it, they are removed. The caller holds the
+// lock.
 func (s *Store) finishRewrap() error {
-	nexts, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+Ext+nextExt))
+	nexts, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+nextExt))
 	marker := filepath.Join(s.cfg.Dir, commitMarker)
 	if _, err := os.Stat(marker); err != nil {
 		for _, p := range nexts {
@@ -126,4 +143,74 @@ func (s *Store) finishRewrap() error {
 		return err
 	}
 	return syncDir(s.cfg.Dir)
+}
+
+// RootKeyFile, in the store directory, records the label of the PKCS#11
+// key-encryption key the store is under after a key rotation; when it
+// exists it overrides the object named in the configuration, so that the
+// switch to a new key is part of the re-wrap transaction.
+const RootKeyFile = "root-key"
+
+// RewrapTo re-wraps every data key from the store's backend to the backend
+// to (a new key-encryption key), re-encrypting each secret under its new
+// header, and records newLabel in [RootKeyFile], all in one transaction.
+// Envelopes already under to are kept, so that a re-run after an
+// interruption completes the job. A recovery kit is bound to the new key.
+func (s *Store) RewrapTo(ctx context.Context, to Backend, newLabel string) (int, error) {
+	if s.cfg.Backend == nil {
+		return 0, errors.New("store: no backend configured")
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	extra := map[string][]byte{RootKeyFile: []byte(newLabel + "\n")}
+	if _, raw, err := s.readKit(); err != nil {
+		return 0, err
+	} else if raw != nil {
+		// The recovery kit's binding moves to the new key in the same
+		// transaction.
+		sum := sha256.Sum256(raw)
+		if extra[kitBinding], err = to.Wrap(ctx, sum[:]); err != nil {
+			return 0, err
+		}
+	}
+	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
+		from := s.cfg.Backend
+		if e.KeyID == to.KeyID() {
+			from = to // already moved by an interrupted run
+		}
+		dataKey, err := from.Unwrap(ctx, e.WrappedKey)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(dataKey)
+		plain, err := decrypt(e, dataKey)
+		if err != nil {
+			return nil, err
+		}
+		defer plain.Destroy()
+		wrapped, err := to.Wrap(ctx, dataKey)
+		if err != nil {
+			return nil, err
+		}
+		return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
+	}, extra)
+}
+
+// RootKeyLabel returns the label recorded in [RootKeyFile], or "".
+func RootKeyLabel(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, RootKeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	label := strings.TrimSpace(string(b))
+	if label == "" || len(label) > 255 {
+		return "", fmt.Errorf("%s does not hold a key label", filepath.Join(dir, RootKeyFile))
+	}
+	return label, nil
 }

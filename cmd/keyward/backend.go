@@ -34,7 +34,13 @@ const tpmCredential = "keyward-tpm-pin"
 // openBackend opens the configured backend. With create (keyward init) it
 // also creates what is missing — the HSM key, the sealed HSM PIN — and
 // reports whether it created anything.
-func openBackend(_ context.Context, cfg config.Config, create bool) (b backend, created bool, err error) {
+func openBackend(ctx context.Context, cfg config.Config, create bool) (b backend, created bool, err error) {
+	return openBackendObject(ctx, cfg, create, "")
+}
+
+// openBackendObject is openBackend with the HSM key named by object
+// instead of the one the store records or the configuration names.
+func openBackendObject(_ context.Context, cfg config.Config, create bool, object string) (b backend, created bool, err error) {
 	switch cfg.Backend {
 	case "tpm":
 		d, err := openTPM(cfg)
@@ -45,9 +51,9 @@ func openBackend(_ context.Context, cfg config.Config, create bool) (b backend, 
 			return nil, false, err
 		}
 		defer d.Close() // only the HSM PIN needs it
-		return openHSMSealedPIN(cfg, d, create)
+		return openHSMSealedPIN(cfg, d, create, object)
 	default:
-		uri, err := hsm.ParseURI(cfg.PKCS11.URI)
+		uri, err := pkcs11URI(cfg, object)
 		if err != nil {
 			return nil, false, err
 		}
@@ -58,6 +64,24 @@ func openBackend(_ context.Context, cfg config.Config, create bool) (b backend, 
 		defer clear(pin)
 		return openHSM(cfg, uri, pin, create)
 	}
+}
+
+// pkcs11URI is the configured PKCS#11 URI, naming the key object if it is
+// given, else the key recorded in the store by keyward rewrap when there
+// is one.
+func pkcs11URI(cfg config.Config, object string) (*hsm.URI, error) {
+	uri, err := hsm.ParseURI(cfg.PKCS11.URI)
+	if err != nil {
+		return nil, err
+	}
+	if object != "" {
+		return uri.WithObject(object), nil
+	}
+	label, err := store.RootKeyLabel(cfg.Store.Dir)
+	if err != nil || label == "" {
+		return uri, err
+	}
+	return uri.WithObject(label), nil
 }
 
 func openHSM(cfg config.Config, uri *hsm.URI, pin []byte, create bool) (backend, bool, error) {
@@ -119,8 +143,8 @@ func sealedPINPath(cfg config.Config) string {
 // openHSMSealedPIN opens the HSM with a PIN the TPM unseals, so the HSM key
 // can only be used on this host in its measured boot state. With create, a
 // PIN read from the usual sources is sealed and saved first.
-func openHSMSealedPIN(cfg config.Config, d *tpmBackend, create bool) (backend, bool, error) {
-	uri, err := hsm.ParseURI(cfg.PKCS11.URI)
+func openHSMSealedPIN(cfg config.Config, d *tpmBackend, create bool, object string) (backend, bool, error) {
+	uri, err := pkcs11URI(cfg, object)
 	if err != nil {
 		return nil, false, err
 	}

@@ -82,6 +82,7 @@ func commands() []*cli.Command {
 		pcrsCommand(),
 		resealCommand(),
 		recoveryCommand(),
+		rewrapCommand(),
 		{
 			Name:  "version",
 			Usage: "print the keyward version",
