@@ -86,6 +86,16 @@ const policySkeleton = `# keyward access policy: docs/policy.md. Default deny: w
 # users   = ["trader"]
 # units   = ["mm-prod.service"]
 # allow   = ["get"]
+#
+# So that "keyward-admin rotate", "put" and "rm" are served (or revoked) as
+# soon as they return, let the store's owner ask the agent to re-read it
+# (this grants no secret value):
+#
+# [[rule]]
+# name    = "store-admin"
+# secrets = ["*", "*/**"]
+# users   = ["keyward"]
+# allow   = ["admin"]
 `
 
 func installFlags(extra ...cli.Flag) []cli.Flag {
