@@ -200,16 +200,17 @@ func TestInstallSkeletonsParse(t *testing.T) {
 	if p.Rules() != 0 {
 		t.Errorf("policy skeleton has %d rules, want none", p.Rules())
 	}
-	// The commented example is itself a valid rule (for a user that
-	// exists here).
+	// The commented examples are themselves valid rules (for users that
+	// exist here).
 	var example strings.Builder
 	for _, line := range strings.Split(policySkeleton, "\n") {
 		if rest, ok := strings.CutPrefix(line, "# "); ok && (strings.HasPrefix(rest, "[[rule]]") || strings.Contains(rest, " = ")) {
-			example.WriteString(strings.ReplaceAll(rest, `"trader"`, `"root"`) + "\n")
+			rest = strings.ReplaceAll(rest, `"trader"`, `"root"`)
+			example.WriteString(strings.ReplaceAll(rest, `"keyward"`, `"0"`) + "\n")
 		}
 	}
-	if p, err := policy.Parse([]byte(example.String())); err != nil || p.Rules() != 1 {
-		t.Errorf("the policy skeleton's example = %v, %v; want one valid rule:\n%s", p, err, example.String())
+	if p, err := policy.Parse([]byte(example.String())); err != nil || p.Rules() != 2 {
+		t.Errorf("the policy skeleton's examples = %v, %v; want two valid rules:\n%s", p, err, example.String())
 	}
 }
 
