@@ -143,7 +143,8 @@ func TestRotationUnderLoad(t *testing.T) {
 }
 
 // TestGracePeriod: after a rotation, the previous version is served until
-// the end of its grace period and refused as expired after it.
+// the end of its grace period and refused as expired after it; a version
+// with an expiry is refused from then on. The agent's clock is injected.
 func TestGracePeriod(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -156,6 +157,7 @@ func TestGracePeriod(t *testing.T) {
 	}
 	st.Put(ctx, "binance/a", []byte("old"), store.PutOptions{})
 	st.Put(ctx, "binance/a", []byte("new"), store.PutOptions{NewVersion: true, Grace: time.Hour})
+	st.Put(ctx, "binance/exp", []byte("short-lived"), store.PutOptions{Expires: t0.Add(90 * time.Minute)})
 	cache, _, err := agent.LoadCache(ctx, st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,23 +184,26 @@ func TestGracePeriod(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
+		name    string
 		at      time.Duration
 		version uint32
 		want    string
 		err     error
 	}{
-		{30 * time.Minute, 1, "old", nil},
-		{30 * time.Minute, 0, "new", nil},
-		{59 * time.Minute, 1, "old", nil},
-		{time.Hour, 1, "", client.ErrExpired},
-		{2 * time.Hour, 1, "", client.ErrExpired},
-		{2 * time.Hour, 2, "new", nil},
+		{"binance/exp", 89 * time.Minute, 0, "short-lived", nil},
+		{"binance/exp", 90 * time.Minute, 0, "", client.ErrExpired},
+		{"binance/a", 30 * time.Minute, 1, "old", nil},
+		{"binance/a", 30 * time.Minute, 0, "new", nil},
+		{"binance/a", 59 * time.Minute, 1, "old", nil},
+		{"binance/a", time.Hour, 1, "", client.ErrExpired},
+		{"binance/a", 2 * time.Hour, 1, "", client.ErrExpired},
+		{"binance/a", 2 * time.Hour, 2, "new", nil},
 	} {
 		at := t0.Add(tt.at)
 		now.Store(&at)
-		s, err := c.GetVersion(ctx, "binance/a", tt.version)
+		s, err := c.GetVersion(ctx, tt.name, tt.version)
 		if !errors.Is(err, tt.err) || (err == nil && string(s.Bytes()) != tt.want) {
-			t.Errorf("at +%v, GetVersion(%d) = %v, %v; want %q, %v", tt.at, tt.version, s, err, tt.want, tt.err)
+			t.Errorf("at +%v, GetVersion(%q, %d) = %v, %v; want %q, %v", tt.at, tt.name, tt.version, s, err, tt.want, tt.err)
 		}
 	}
 }
