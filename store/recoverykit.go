@@ -179,16 +179,7 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 			return nil, err
 		}
 		defer clear(dataKey)
-		plain, err := decrypt(e, dataKey)
-		if err != nil {
-			return nil, err
-		}
-		defer plain.Destroy()
-		wrapped, err := s.cfg.Backend.Wrap(ctx, dataKey)
-		if err != nil {
-			return nil, err
-		}
-		return encrypt(e.Header, s.cfg.Backend.KeyID(), wrapped, dataKey, plain.Bytes())
+		return rewrapKey(ctx, e, dataKey, s.cfg.Backend)
 	})
 	if err != nil {
 		return 0, err
@@ -199,23 +190,12 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 
 // writeReplace atomically and durably replaces dir/name with b.
 func writeReplace(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	tmp, err := writeTemp(dir, b)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	return syncDir(dir)

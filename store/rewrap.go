@@ -186,17 +186,23 @@ func (s *Store) RewrapTo(ctx context.Context, to Backend, newLabel string) (int,
 			return nil, err
 		}
 		defer clear(dataKey)
-		plain, err := decrypt(e, dataKey)
-		if err != nil {
-			return nil, err
-		}
-		defer plain.Destroy()
-		wrapped, err := to.Wrap(ctx, dataKey)
-		if err != nil {
-			return nil, err
-		}
-		return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
+		return rewrapKey(ctx, e, dataKey, to)
 	}, extra)
+}
+
+// rewrapKey returns e with its data key wrapped by to and its secret
+// re-encrypted, with a new nonce, under the new header.
+func rewrapKey(ctx context.Context, e *Envelope, dataKey []byte, to Backend) (*Envelope, error) {
+	plain, err := decrypt(e, dataKey)
+	if err != nil {
+		return nil, err
+	}
+	defer plain.Destroy()
+	wrapped, err := to.Wrap(ctx, dataKey)
+	if err != nil {
+		return nil, err
+	}
+	return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
 }
 
 // RootKeyLabel returns the label recorded in [RootKeyFile], or "".

@@ -438,27 +438,35 @@ func checkWriter(dir string) error {
 // writeNew atomically and durably creates dir/name with contents b. It
 // never replaces an existing file.
 func writeNew(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	tmp, err := writeTemp(dir, b)
 	if err != nil {
 		return err
 	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmpName, filepath.Join(dir, name)); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// writeTemp writes b to a new synced temporary file in dir and returns its
+// path; the caller links or renames it into place, then removes it.
+func writeTemp(dir string, b []byte) (string, error) {
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return "", err
+	}
+	if _, err = tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
 }
 
 func syncDir(dir string) error {
