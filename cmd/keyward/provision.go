@@ -291,11 +291,7 @@ func listCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list secrets and versions (never values)",
 		Action: func(c *cli.Context) error {
-			cfg, err := configNoArgs(c)
-			if err != nil {
-				return err
-			}
-			s, err := openStoreNoBackend(cfg)
+			cfg, s, err := storeNoArgs(c)
 			if err != nil {
 				return err
 			}
@@ -461,6 +457,17 @@ func rmCommand() *cli.Command {
 	}
 }
 
+// storeNoArgs loads the configuration for a command that takes no
+// arguments and opens the store without a backend.
+func storeNoArgs(c *cli.Context) (config.Config, *store.Store, error) {
+	cfg, err := configNoArgs(c)
+	if err != nil {
+		return cfg, nil, err
+	}
+	s, err := openStoreNoBackend(cfg)
+	return cfg, s, err
+}
+
 // openStoreNoBackend opens the store without a backend: for operations on
 // metadata and files (list, inspect, rm) that decrypt nothing.
 func openStoreNoBackend(cfg config.Config) (*store.Store, error) {
@@ -494,11 +501,7 @@ func pruneCommand() *cli.Command {
 		Name:  "prune",
 		Usage: "delete versions past their grace period (the agent also does this every minute)",
 		Action: func(c *cli.Context) error {
-			cfg, err := configNoArgs(c)
-			if err != nil {
-				return err
-			}
-			s, err := openStoreNoBackend(cfg)
+			_, s, err := storeNoArgs(c)
 			if err != nil {
 				return err
 			}
