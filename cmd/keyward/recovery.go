@@ -75,6 +75,11 @@ func recoveryCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					defer func() {
+						for i := range shares {
+							shares[i].Destroy()
+						}
+					}()
 					s, b, err := openStore(c.Context, cfg)
 					if err != nil {
 						return err
