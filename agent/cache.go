@@ -87,6 +87,9 @@ func LoadCache(ctx context.Context, st *store.Store, prev *Cache) (c *Cache, ski
 		ent.versions = append(ent.versions, cacheVersion{version: e.Version, until: retiredAt(envs, i), secret: sec})
 		loaded++
 	}
+	if len(envs) == 0 && len(damaged) > 0 {
+		return nil, skipped, fmt.Errorf("all %d envelopes in the store are damaged or unreadable; first: %w", len(damaged), damaged[0])
+	}
 	if len(envs) > 0 && loaded == 0 {
 		c.Destroy()
 		return nil, skipped, fmt.Errorf("none of the %d envelopes could be decrypted; first error: %w", len(envs), skipped[len(damaged)])

@@ -28,6 +28,9 @@ type conn struct {
 
 	writeMu sync.Mutex // answers and watch notifications share the connection
 
+	notifyMu sync.Mutex
+	notifyQ  chan []byte // watch notifications, written by their own goroutine
+
 	mu      sync.Mutex
 	busy    bool // a request is being handled
 	stopped bool // Shutdown asked the connection to end
@@ -69,6 +72,21 @@ func (c *conn) interrupt() {
 	if !c.busy {
 		c.c.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// send writes an answer. On a watching connection it goes through the
+// notification queue, so that answers and notifications keep their order.
+// A client that stops reading cannot hold the connection: writes have a
+// deadline.
+func (c *conn) send(out []byte) error {
+	c.notifyMu.Lock()
+	watching := c.notifyQ != nil
+	c.notifyMu.Unlock()
+	if watching {
+		c.notify(slices.Clone(out))
+		return nil
+	}
+	return c.write(out, c.s.cfg.FrameTimeout)
 }
 
 // write writes b with a write deadline, serialised with watch
@@ -130,6 +148,7 @@ func (c *conn) serve() {
 	c.peer = p
 	c.audit = s.audit.With(slog.Attr{Key: "caller", Value: p.LogValue()})
 	defer p.Close()
+	defer c.stopNotifications()
 	defer s.unwatch(c)
 	if !s.claimUID(p.UID()) {
 		s.log.Warn("connection limit of this uid reached; closing a new connection", "peer", p, "max_conns_per_uid", s.cfg.MaxConnsPerUID)
@@ -168,8 +187,7 @@ func (c *conn) serve() {
 			c.rec.set, keep = false, false
 		}
 		if len(out) > 0 {
-			// A client that stops reading cannot hold the connection.
-			err = c.write(out, s.cfg.FrameTimeout)
+			err = c.send(out)
 			clear(out)
 		}
 		// The audit event follows the answer, off the caller's latency.

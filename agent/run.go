@@ -63,6 +63,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
+	// Never load a store half-way through a killed re-wrap or restore.
+	if err := cfg.Store.FinishPending(); err != nil {
+		log.Warn("could not check the store for an unfinished re-wrap", "err", err)
+	}
 	cache, err := loadCache(ctx, cfg.Store, nil, log)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
@@ -18,13 +17,14 @@ type watchers struct {
 	conns map[*conn]map[string]uint32
 }
 
-// notifyTimeout bounds a notification write: a watcher that does not read
-// is dropped rather than holding up reloads.
-const notifyTimeout = 200 * time.Millisecond
+// maxWatched bounds the names one connection may watch.
+const maxWatched = 256
 
 // watch answers a watch request and subscribes the connection. The caller
 // needs the watch permission on every name; otherwise the answer is
-// denied, whether or not the names exist.
+// denied, whether or not the names exist. The answer is written here,
+// under the same lock as the registration, so no change can be announced
+// before it.
 func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) []byte {
 	s := c.s
 	for _, n := range m.Names {
@@ -37,20 +37,62 @@ func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) [
 			return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
 		}
 	}
-	versions := make([]uint32, len(m.Names))
 	s.watch.mu.Lock()
+	defer s.watch.mu.Unlock()
 	seen := s.watch.conns[c]
 	if seen == nil {
 		seen = make(map[string]uint32)
-		s.watch.conns[c] = seen
 	}
+	if len(seen)+len(m.Names) > maxWatched {
+		c.auditEvent("watch", m.Names[0], 0, "error", wire.CodeBadRequest, "too many watched names")
+		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "too many watched names on one connection"})
+	}
+	s.watch.conns[c] = seen
+	versions := make([]uint32, len(m.Names))
 	for i, n := range m.Names {
 		versions[i] = s.current(n)
 		seen[n] = versions[i]
 	}
-	s.watch.mu.Unlock()
 	c.auditEvent("watch", m.Names[0], 0, "allow", 0, "watching "+strconv.Itoa(len(m.Names))+" name(s)")
-	return wire.AppendFrame(out, id, &wire.Watching{Versions: versions})
+	c.notify(wire.AppendFrame(nil, id, &wire.Watching{Versions: versions}))
+	return out
+}
+
+// notify queues frames for the connection's notifier goroutine, which
+// writes them in order without holding up the caller; a connection whose
+// queue overflows (it does not read) is closed.
+func (c *conn) notify(frames []byte) {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	if c.notifyQ == nil {
+		c.notifyQ = make(chan []byte, 64)
+		go c.writeNotifications(c.notifyQ)
+	}
+	select {
+	case c.notifyQ <- frames:
+	default:
+		c.c.Close()
+	}
+}
+
+func (c *conn) writeNotifications(q chan []byte) {
+	for frames := range q {
+		err := c.write(frames, c.s.cfg.FrameTimeout)
+		clear(frames) // an answer queued here may hold a secret
+		if err != nil {
+			c.c.Close()
+		}
+	}
+}
+
+// stopNotifications ends the notifier goroutine of a closing connection.
+func (c *conn) stopNotifications() {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	if c.notifyQ != nil {
+		close(c.notifyQ)
+		c.notifyQ = nil
+	}
 }
 
 // unwatch forgets a closing connection.
@@ -82,8 +124,8 @@ func (s *Server) notifyWatchers() {
 			seen[n] = v
 			frames = wire.AppendFrame(frames, 0, &wire.Changed{Name: n, Version: v})
 		}
-		if len(frames) > 0 && c.write(frames, notifyTimeout) != nil {
-			c.c.Close()
+		if len(frames) > 0 {
+			c.notify(frames)
 		}
 	}
 }

@@ -9,21 +9,33 @@ import (
 // RetiredAt returns when envs[i], one version of a secret among envs (all
 // versions of that secret, ascending), stops being served: at its expiry,
 // or, once a newer version exists, at the end of the grace period that
-// newer version's rotation gave it — whichever is first. The zero time
+// newer version's rotation gave it — whichever is first. A superseded
+// version never outlives the version after it, so a rotation with no
+// grace (a revocation) retires every older version too. The zero time
 // means never. The current (latest) version is retired only by its expiry.
 func RetiredAt(envs []*Envelope, i int) time.Time {
 	t := envs[i].Expires
-	if i+1 < len(envs) {
-		next := envs[i+1]
-		end := next.PrevUntil
-		if end.IsZero() {
-			end = next.Created // retired at once
-		}
-		if t.IsZero() || end.Before(t) {
-			t = end
-		}
+	if i+1 == len(envs) {
+		return t
+	}
+	next := envs[i+1]
+	end := next.PrevUntil
+	if end.IsZero() {
+		end = next.Created // retired at once
+	}
+	t = earliest(t, end)
+	if i+2 < len(envs) { // the next version is itself superseded
+		t = earliest(t, RetiredAt(envs, i+1))
 	}
 	return t
+}
+
+// earliest returns the earlier of two times, where zero means never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // A Pruned is a version removed by [Store.Prune].

@@ -102,51 +102,49 @@ func (s *Store) InitRecovery(ctx context.Context, kit *recovery.Kit, replace boo
 	if k, _, err := s.readKit(); err != nil || (k != nil && !replace) {
 		return 0, errors.Join(ErrKitExists, err)
 	}
-	envs, damaged, err := s.List()
+	envs, _, err := s.List()
 	if err != nil {
 		return 0, err
 	}
-	if len(damaged) > 0 {
-		return 0, fmt.Errorf("the store has %d damaged envelopes (first: %w); remove or restore them first", len(damaged), damaged[0])
-	}
+	// Sidecars, kit and binding in one transaction: a failure or a kill
+	// leaves the previous kit (if any) in force, every key sealed to it.
+	extra := make(map[string][]byte, len(envs)+2)
 	for _, e := range envs {
-		if err := s.sealToKit(ctx, kit, e); err != nil {
+		sealed, err := s.sealedToKit(ctx, kit, e)
+		if err != nil {
 			return 0, fmt.Errorf("%s version %d: %w", e.Name, e.Version, err)
 		}
+		extra[sidecarName(e.Name, e.Version)] = sealed
 	}
 	raw := kit.Marshal()
-	if err := s.bindKit(ctx, raw); err != nil {
-		return 0, err
+	sum := sha256.Sum256(raw)
+	if extra[kitBinding], err = s.cfg.Backend.Wrap(ctx, sum[:]); err != nil {
+		return 0, fmt.Errorf("failed to bind the recovery kit to the backend: %w", err)
 	}
-	// The kit file last: without it, the sidecars are unused.
-	if err := writeReplace(s.cfg.Dir, kitFile, raw); err != nil {
+	extra[kitFile] = raw
+	if _, err := s.replaceAllWith(ctx, nil, extra); err != nil {
 		return 0, err
 	}
 	return len(envs), nil
 }
 
-// bindKit writes the kit's SHA-256 wrapped by the backend.
-func (s *Store) bindKit(ctx context.Context, raw []byte) error {
-	sum := sha256.Sum256(raw)
-	binding, err := s.cfg.Backend.Wrap(ctx, sum[:])
-	if err != nil {
-		return fmt.Errorf("failed to bind the recovery kit to the backend: %w", err)
-	}
-	return writeReplace(s.cfg.Dir, kitBinding, binding)
-}
-
 // sealToKit writes e's data key, sealed to kit, beside e.
 func (s *Store) sealToKit(ctx context.Context, kit *recovery.Kit, e *Envelope) error {
-	dataKey, err := s.cfg.Backend.Unwrap(ctx, e.WrappedKey)
-	if err != nil {
-		return err
-	}
-	defer clear(dataKey)
-	sealed, err := recovery.SealKey(kit, dataKey, recoveryInfo(&e.Header))
+	sealed, err := s.sealedToKit(ctx, kit, e)
 	if err != nil {
 		return err
 	}
 	return writeReplace(s.cfg.Dir, sidecarName(e.Name, e.Version), sealed)
+}
+
+// sealedToKit returns e's data key sealed to kit.
+func (s *Store) sealedToKit(ctx context.Context, kit *recovery.Kit, e *Envelope) ([]byte, error) {
+	dataKey, err := s.cfg.Backend.Unwrap(ctx, e.WrappedKey)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dataKey)
+	return recovery.SealKey(kit, dataKey, recoveryInfo(&e.Header))
 }
 
 // Restore re-wraps every data key to the store's current backend (a new
@@ -169,7 +167,13 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 	if kit.ID != priv.KitID() {
 		return 0, fmt.Errorf("the shares rebuild kit %s, and this store's kit is %s", priv.KitID(), kit.ID)
 	}
-	n, err := s.replaceAll(ctx, func(e *Envelope) (*Envelope, error) {
+	// The kit is bound to the new backend in the same transaction.
+	sum := sha256.Sum256(raw)
+	binding, err := s.cfg.Backend.Wrap(ctx, sum[:])
+	if err != nil {
+		return 0, err
+	}
+	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
 		sealed, err := os.ReadFile(filepath.Join(s.cfg.Dir, sidecarName(e.Name, e.Version)))
 		if err != nil {
 			return nil, fmt.Errorf("no data key sealed to the recovery kit (the version predates the kit?): %w", err)
@@ -180,12 +184,7 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 		}
 		defer clear(dataKey)
 		return rewrapKey(ctx, e, dataKey, s.cfg.Backend)
-	})
-	if err != nil {
-		return 0, err
-	}
-	// Bind the kit to the new backend, which now protects the store.
-	return n, s.bindKit(ctx, raw)
+	}, map[string][]byte{kitBinding: binding})
 }
 
 // writeReplace atomically and durably replaces dir/name with b.

@@ -11,6 +11,7 @@ import (
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/recovery"
+	"github.com/keyward/keyward/store/storetest"
 	"github.com/keyward/keyward/tpm"
 )
 
@@ -50,6 +51,12 @@ func TestRecoveryRestore(t *testing.T) {
 		t.Errorf("InitRecovery(again) = %v, want ErrKitExists", err)
 	}
 	mustPut(t, s, "okx/exec", "after-kit", store.PutOptions{})
+	// A re-seal (the planned-update procedure) moves the kit's binding
+	// too, so puts keep working.
+	sel16, _ := tpm.ParseSelection("16")
+	if _, err := s.Rewrap(ctx, func(w []byte) ([]byte, error) { return oldTPM.Reseal(w, sel16) }); err != nil {
+		t.Fatalf("Rewrap(reseal) = %v", err)
+	}
 	mustPut(t, s, "binance/mm-prod", "rotated", store.PutOptions{NewVersion: true, Grace: time.Hour})
 
 	// The host's TPM is replaced: nothing opens any more.
@@ -106,5 +113,9 @@ func TestRecoveryKitSwap(t *testing.T) {
 	}
 	if _, err := s.Put(ctx, "a", []byte("x"), store.PutOptions{}); !errors.Is(err, store.ErrIntegrity) {
 		t.Errorf("Put() with a swapped kit = %v, want ErrIntegrity", err)
+	}
+	// A re-wrap to a new key must not bind the swapped kit to it.
+	if _, err := s.RewrapTo(ctx, storetest.NewMemBackend(), "new"); !errors.Is(err, store.ErrIntegrity) {
+		t.Errorf("RewrapTo() with a swapped kit = %v, want ErrIntegrity", err)
 	}
 }

@@ -2,12 +2,13 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -39,7 +40,30 @@ func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte,
 		return 0, err
 	}
 	defer unlock()
-	return s.replaceAll(ctx, func(e *Envelope) (*Envelope, error) { return s.rewrapOne(ctx, e, rewrap) })
+	extra, err := s.kitBindingWith(ctx, rewrap)
+	if err != nil {
+		return 0, err
+	}
+	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) { return s.rewrapOne(ctx, e, rewrap) }, extra)
+}
+
+// kitBindingWith returns, when the store has a recovery kit, its binding
+// re-wrapped by rewrap, to be replaced in the same transaction as the
+// envelopes; the kit is verified first, so a swapped kit is never bound.
+func (s *Store) kitBindingWith(ctx context.Context, rewrap func([]byte) ([]byte, error)) (map[string][]byte, error) {
+	kit, err := s.Kit(ctx)
+	if err != nil || kit == nil {
+		return nil, err
+	}
+	binding, err := os.ReadFile(filepath.Join(s.cfg.Dir, kitBinding))
+	if err != nil {
+		return nil, err
+	}
+	nb, err := rewrap(binding)
+	if err != nil {
+		return nil, fmt.Errorf("failed to move the recovery kit's binding: %w", err)
+	}
+	return map[string][]byte{kitBinding: nb}, nil
 }
 
 // replaceAll replaces every envelope with transform's result in one
@@ -51,7 +75,8 @@ func (s *Store) replaceAll(ctx context.Context, transform func(*Envelope) (*Enve
 }
 
 // replaceAllWith is replaceAll that also replaces the files in extra (name
-// to contents) in the same transaction.
+// to contents) in the same transaction; a nil transform replaces only
+// those.
 func (s *Store) replaceAllWith(ctx context.Context, transform func(*Envelope) (*Envelope, error), extra map[string][]byte) (int, error) {
 	envs, damaged, err := s.List()
 	if err != nil {
@@ -62,12 +87,19 @@ func (s *Store) replaceAllWith(ctx context.Context, transform func(*Envelope) (*
 	}
 	var written []string
 	abort := func(err error) (int, error) {
+		if _, serr := os.Stat(filepath.Join(s.cfg.Dir, commitMarker)); serr == nil {
+			// Committed after all: the next lock finishes it.
+			return 0, fmt.Errorf("the re-wrap is committed but not finished (it completes at the next write to the store): %w", err)
+		}
 		for _, p := range written {
 			os.Remove(p)
 		}
 		return 0, err
 	}
 	for _, e := range envs {
+		if transform == nil {
+			break // only the extra files
+		}
 		if err := ctx.Err(); err != nil {
 			return abort(err)
 		}
@@ -131,6 +163,19 @@ func (s *Store) finishRewrap() error {
 		}
 		return nil
 	}
+	// Envelopes first, then the files that name the key (root-key, the
+	// kit binding): until those are renamed, readers use the old key,
+	// which still opens every envelope not yet renamed.
+	slices.SortStableFunc(nexts, func(a, b string) int {
+		ea, eb := strings.HasSuffix(a, Ext+nextExt), strings.HasSuffix(b, Ext+nextExt)
+		switch {
+		case ea && !eb:
+			return -1
+		case !ea && eb:
+			return 1
+		}
+		return 0
+	})
 	for _, p := range nexts {
 		if err := os.Rename(p, strings.TrimSuffix(p, nextExt)); err != nil {
 			return err
@@ -165,17 +210,23 @@ func (s *Store) RewrapTo(ctx context.Context, to Backend, newLabel string) (int,
 		return 0, err
 	}
 	defer unlock()
-	extra := map[string][]byte{RootKeyFile: []byte(newLabel + "\n")}
-	if _, raw, err := s.readKit(); err != nil {
-		return 0, err
-	} else if raw != nil {
-		// The recovery kit's binding moves to the new key in the same
-		// transaction.
-		sum := sha256.Sum256(raw)
-		if extra[kitBinding], err = to.Wrap(ctx, sum[:]); err != nil {
-			return 0, err
+	// The recovery kit's binding moves to the new key in the same
+	// transaction, after the kit is verified under the old one.
+	extra, err := s.kitBindingWith(ctx, func(w []byte) ([]byte, error) {
+		sum, err := s.cfg.Backend.Unwrap(ctx, w)
+		if err != nil {
+			return nil, err
 		}
+		defer clear(sum)
+		return to.Wrap(ctx, sum)
+	})
+	if err != nil {
+		return 0, err
 	}
+	if extra == nil {
+		extra = map[string][]byte{}
+	}
+	extra[RootKeyFile] = []byte(newLabel + "\n")
 	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
 		from := s.cfg.Backend
 		if e.KeyID == to.KeyID() {
@@ -202,6 +253,16 @@ func rewrapKey(ctx context.Context, e *Envelope, dataKey []byte, to Backend) (*E
 	if err != nil {
 		return nil, err
 	}
+	// The new key must give the data key back before anything depends
+	// on it (the old key may be destroyed next).
+	back, err := to.Unwrap(ctx, wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("the new key cannot unwrap what it wrapped: %w", err)
+	}
+	defer clear(back)
+	if subtle.ConstantTimeCompare(back, dataKey) != 1 {
+		return nil, errors.New("the new key unwraps another data key than it wrapped")
+	}
 	return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
 }
 
@@ -219,4 +280,16 @@ func RootKeyLabel(dir string) (string, error) {
 		return "", fmt.Errorf("%s does not hold a key label", filepath.Join(dir, RootKeyFile))
 	}
 	return label, nil
+}
+
+// FinishPending completes or discards a transaction that a killed writer
+// left (see the top of this file). The agent calls it before loading, so
+// that it never reads a store half-way through one.
+func (s *Store) FinishPending() error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	unlock()
+	return nil
 }

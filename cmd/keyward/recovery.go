@@ -99,6 +99,15 @@ func recoveryCommand() *cli.Command {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "restored %d envelope(s) to %s with recovery kit %s\n", n, b.KeyID(), kit.ID)
+					// Anyone who could write the store could have planted an
+					// envelope sealed to the kit's public key: show what was
+					// restored, for the operator to check.
+					if envs, _, err := s.List(); err == nil {
+						for _, e := range envs {
+							fmt.Fprintf(c.App.Writer, "  %s version %d, created %s\n", e.Name, e.Version, formatTime(e.Created))
+						}
+						fmt.Fprintln(c.App.Writer, "check that these are the secrets you expect before serving them")
+					}
 					return nil
 				},
 			},

@@ -59,8 +59,10 @@ func rewrapCommand() *cli.Command {
 				return err
 			}
 			defer newBackend.Close()
-			if newBackend.KeyID() == old.KeyID() {
-				return usagef("--new-object %s is the key the store is already under", label)
+			if newBackend.KeyID() == old.KeyID() && c.Bool("destroy-old") {
+				// A re-run after an interrupted rewrap: finishing it is fine,
+				// destroying the key the store is under is not.
+				return usagef("--new-object %s is the key the store is already under; run without --destroy-old", label)
 			}
 			n, err := s.RewrapTo(c.Context, newBackend, label)
 			if err != nil {
