@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
@@ -30,54 +30,26 @@ func newStore(t testing.TB, secrets map[string]string) *store.Store {
 	return storetest.SoftHSMStore(t, secrets)
 }
 
-// publicDir returns a directory every uid can enter, for sockets and
-// binaries used by processes running as other users.
-func publicDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "keyward-agent-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+// publicDir returns a directory every uid can enter.
+func publicDir(t testing.TB) string { return testenv.PublicDir(t) }
 
 // auditLog collects audit events.
-type auditLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type auditLog struct{ testenv.Buffer }
 
-func (a *auditLog) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.Write(p)
-}
-
+// events parses the JSON events written so far.
 func (a *auditLog) events(t testing.TB) []map[string]any {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var evs []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(a.buf.Bytes()), []byte("\n")) {
-		if len(line) == 0 {
+	for _, line := range strings.Split(strings.TrimSpace(a.String()), "\n") {
+		if line == "" {
 			continue
 		}
 		var ev map[string]any
-		if err := json.Unmarshal(line, &ev); err != nil {
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("audit line %q: %v", line, err)
 		}
 		evs = append(evs, ev)
 	}
 	return evs
-}
-
-func (a *auditLog) String() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.String()
 }
 
 // testAgent is a running agent on a socket in a public directory.

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // The test binary doubles as the peer: with envRole set, TestMain runs a
@@ -169,16 +171,9 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	// t.TempDir's parent is 0700: other uids could not reach the socket.
-	dir, err := os.MkdirTemp("", "keyward-peer-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testenv.PublicDir(t) // other uids must reach the socket
 	h := &harness{dir: dir, sock: filepath.Join(dir, "agent.sock")}
+	var err error
 	h.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: h.sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,12 +112,12 @@ func keywardBinary(t *testing.T) string {
 
 // serve starts `keyward serve` with the host's configuration and env, and
 // returns the process and its combined output.
-func (h *agentHost) serve(t *testing.T, env ...string) (*exec.Cmd, *syncBuffer) {
+func (h *agentHost) serve(t *testing.T, env ...string) (*exec.Cmd, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command(keywardBinary(t), "--config", h.config, "serve")
 	// GORACE: a race-enabled child otherwise sleeps 1s before exiting.
 	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -370,23 +369,4 @@ func waitForSocket(t *testing.T, path string, out fmt.Stringer) {
 		}
 	}
 	t.Fatalf("nothing listens on %s\n%s", path, out)
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's two output streams
-// and a reading test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
