@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/keyward/keyward/internal/trust"
 )
 
 // A module is one loaded, initialised PKCS #11 library. There is exactly
@@ -52,9 +54,11 @@ func acquireModule(path string) (*module, error) {
 		return nil, fmt.Errorf("%w: %w", ErrModuleNotFound, err)
 	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%w: %s is not a regular file; fix module-path in the URI", ErrModuleNotFound, path)
-	case fi.Mode().Perm()&0o002 != 0:
-		return nil, fmt.Errorf("hsm: refusing to load PKCS #11 module %s: it is world-writable (mode %04o); run chmod o-w on it",
-			path, fi.Mode().Perm())
+	}
+	// The module runs inside keyward with all its privileges: whoever can
+	// replace it, or a directory on its path, owns the agent.
+	if err := trust.Check("PKCS #11 module", path, trust.Public); err != nil {
+		return nil, fmt.Errorf("hsm: refusing to load the module: %w", err)
 	}
 	canon, err := filepath.EvalSymlinks(path)
 	if err != nil {
@@ -117,7 +121,7 @@ func (m *module) samePIN(slot uint, pin []byte) bool {
 	modules.Lock()
 	defer modules.Unlock()
 	for _, t := range m.users[slot] {
-		if subtle.ConstantTimeCompare(t.pin.bytes(), pin) != 1 {
+		if subtle.ConstantTimeCompare(t.pin.Bytes(), pin) != 1 {
 			return false
 		}
 	}

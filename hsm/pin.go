@@ -9,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/keyward/keyward/internal/trust"
 )
 
 // DefaultPINCredential is the systemd credential name ReadPIN looks for
@@ -89,23 +90,13 @@ func ReadPIN(src PINSource) ([]byte, error) {
 
 // readPINFile reads and checks a PIN file; what names it in errors.
 func readPINFile(path, what string) ([]byte, error) {
-	// O_NONBLOCK keeps a FIFO planted at path from blocking the open.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Whoever can replace the PIN file can point keyward at their own
+	// token: it must be as trusted as the configuration.
+	f, err := trust.Open("PIN "+what, path, trust.Private)
 	if err != nil {
-		return nil, fmt.Errorf("hsm: read PIN from %s: %w", what, err)
+		return nil, fmt.Errorf("hsm: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("hsm: read PIN from %s: %w", what, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("hsm: PIN %s (%s) is not a regular file", what, path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
-		return nil, fmt.Errorf("hsm: PIN %s (%s) is accessible to other users (mode %04o); run chmod 0600 %s",
-			what, path, perm, path)
-	}
 	// Room for the longest PIN, a \r\n, and one byte to notice more.
 	buf := make([]byte, MaxPINLen+3)
 	defer clear(buf)

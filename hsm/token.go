@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/keyward/keyward/internal/locked"
 )
 
 // A Token is an AES-256 key-encryption key inside a PKCS #11 token, used
@@ -36,7 +38,7 @@ type Token struct {
 	keyLabel   string
 	keyCKAID   []byte
 	keyID      string
-	pin        *lockedBuffer
+	pin        *locked.Buffer
 
 	sem chan struct{} // one slot per session in use
 
@@ -80,13 +82,13 @@ func open(cfg Config, create bool) (*Token, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	t := &Token{mod: mod, pin: newLockedBuffer(cfg.PIN), sem: make(chan struct{}, n)}
+	t := &Token{mod: mod, pin: locked.New(cfg.PIN), sem: make(chan struct{}, n)}
 	created, err := t.setup(cfg.URI, create)
 	if err != nil {
 		for _, s := range t.idle {
 			_ = mod.ctx.CloseSession(s)
 		}
-		t.pin.wipe()
+		t.pin.Wipe()
 		_ = mod.release()
 		return nil, false, err
 	}
@@ -114,7 +116,7 @@ func (t *Token) setup(u *URI, create bool) (created bool, err error) {
 			"unattended; check the PIN source, then log in once by hand (e.g. pkcs11-tool --login --test) to reset the counter",
 			ErrPINLocked, t.tokenLabel)
 	}
-	if !t.mod.samePIN(t.slot, t.pin.bytes()) {
+	if !t.mod.samePIN(t.slot, t.pin.Bytes()) {
 		return false, fmt.Errorf("%w: a key on token %q is already open in this process with a different PIN",
 			ErrBadPIN, t.tokenLabel)
 	}
@@ -294,7 +296,7 @@ func (t *Token) openSession() (s pkcs11.SessionHandle, loggedIn bool, err error)
 		_ = p.CloseSession(s)
 		return 0, false, fmt.Errorf("hsm: the security officer is logged in to token %q in this process; log out first", t.tokenLabel)
 	}
-	pin := t.pin.bytes()
+	pin := t.pin.Bytes()
 	// miekg/pkcs11 takes the PIN as a string. Build it over the locked
 	// buffer rather than copying it into the Go heap, where it could not
 	// be cleared. (Login still copies it into a C buffer it frees without
@@ -671,7 +673,7 @@ func (t *Token) Close() error {
 		_ = t.mod.ctx.CloseSession(s)
 	}
 	t.mod.removeUser(t.slot, t)
-	t.pin.wipe()
+	t.pin.Wipe()
 	err := t.mod.release()
 	for range cap(t.sem) {
 		<-t.sem // later callers get a slot, see closed and return ErrClosed

@@ -565,3 +565,61 @@ func BenchmarkWrapUnwrap(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
 }
+
+// A module that someone else could have replaced is never loaded: it
+// would run inside the agent with all its privileges.
+func TestOpenRefusesUntrustedModule(t *testing.T) {
+	soft := testenv.SoftHSM(t)
+	lib, err := os.ReadFile(soft.ModulePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		dirMode, mode os.FileMode
+		owner         int
+		want          string
+	}{
+		{name: "writable directory", dirMode: 0o777, mode: 0o755, want: "directory"},
+		{name: "sticky directory", dirMode: 0o777 | os.ModeSticky, mode: 0o755, want: "directory"},
+		{name: "group-writable module", dirMode: 0o755, mode: 0o775, want: "writable by group or others"},
+		{name: "module of another user", dirMode: 0o755, mode: 0o755, owner: 4242, want: "chown root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.owner != 0 && os.Geteuid() != 0 {
+				t.Skip("needs root to give a file to another uid")
+			}
+			dir := filepath.Join(t.TempDir(), "lib")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "libvendor.so")
+			if err := os.WriteFile(path, lib, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			if tc.owner != 0 {
+				if err := os.Chown(path, tc.owner, tc.owner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			u, err := hsm.ParseURI("pkcs11:token=" + soft.Label + ";object=" + keyLabel + "?module-path=" + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := hsm.Open(hsm.Config{URI: u, PIN: soft.PIN})
+			if err == nil {
+				tok.Close()
+				t.Fatal("Open() with an untrusted module succeeded")
+			}
+			if !strings.Contains(err.Error(), "refusing to load the module") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open() = %v, want a refusal containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -4,19 +4,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"os/user"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/keyward/keyward/internal/trust"
 )
 
 // DefaultPath is where the agent reads its policy.
@@ -82,63 +80,7 @@ func Load(name string) (*Policy, error) {
 }
 
 func readFile(name string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO planted here must not hang the agent.
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the policy: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the policy: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("policy %s is not a regular file", name)
-	}
-	if err := checkOwner("policy file", name, fi, "0644"); err != nil {
-		return nil, err
-	}
-	dirs := []string{filepath.Dir(name)}
-	if real, err := filepath.EvalSymlinks(name); err == nil && filepath.Dir(real) != dirs[0] {
-		dirs = append(dirs, filepath.Dir(real))
-	}
-	for _, d := range dirs {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return nil, fmt.Errorf("failed to check the policy's directory: %w", err)
-		}
-		if err := checkOwner("directory", d, fi, "0755"); err != nil {
-			return nil, fmt.Errorf("%w (it holds policy %s)", err, name)
-		}
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the policy: %w", err)
-	}
-	if len(b) > MaxSize {
-		return nil, fmt.Errorf("policy %s is larger than %d bytes", name, MaxSize)
-	}
-	return b, nil
-}
-
-// checkOwner refuses fi unless root or the effective uid owns it and only
-// its owner may write it.
-func checkOwner(what, name string, fi os.FileInfo, mode string) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("cannot tell who owns %s %s", what, name)
-	}
-	if euid := os.Geteuid(); st.Uid != 0 && int(st.Uid) != euid {
-		owners := "root"
-		if euid != 0 {
-			owners = fmt.Sprintf("root or uid %d, which keyward runs as", euid)
-		}
-		return fmt.Errorf("%s %s is owned by uid %d, not %s; run: chown root %s", what, name, st.Uid, owners, name)
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("%s %s is writable by group or others (mode %04o); run: chmod %s %s", what, name, perm, mode, name)
-	}
-	return nil
+	return trust.ReadFile("policy", name, trust.Public, MaxSize)
 }
 
 // Parse parses a policy file's contents. An error names the rule, by

@@ -188,7 +188,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"ok", good, 0o755, 0o644, ""},
 		{"ok private", good, 0o700, 0o600, ""},
-		{"group writable", good, 0o755, 0o664, "chmod 0644"},
+		{"group writable", good, 0o755, 0o664, "chmod go-w"},
 		{"world writable", good, 0o755, 0o646, "writable by group or others"},
 		{"group writable dir", good, 0o775, 0o644, "directory"},
 		{"invalid", ruleTable("r", "", "allow"), 0o755, 0o644, "policy.toml: rule 1"},

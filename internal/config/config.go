@@ -9,7 +9,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/keyward/keyward/internal/trust"
 )
 
 // DefaultPath is where keyward looks for its configuration file.
@@ -169,12 +170,14 @@ func Default() Config {
 // the file does not exist, Load returns the defaults.
 func Load(path string, required bool) (Config, error) {
 	cfg := Default()
-	b, err := readBounded(path)
+	// Whoever can change the configuration can make keyward load their
+	// PKCS #11 module or read their PIN: it must be as trusted as keyward.
+	b, err := trust.ReadFile("configuration", path, trust.Public, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) && !required {
 		return cfg, nil
 	}
 	if err != nil {
-		return cfg, fmt.Errorf("failed to read the configuration: %w", err)
+		return cfg, err
 	}
 	if err := Parse(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -255,20 +258,4 @@ func (c *Config) Validate() error {
 		return errors.New("agent.frame_timeout and agent.idle_timeout must be positive")
 	}
 	return nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
-	}
-	return b, nil
 }

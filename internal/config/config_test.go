@@ -77,3 +77,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A configuration that someone else can change would let them choose the
+// PKCS #11 module keyward loads: it is refused, as is a default path that
+// exists but is untrusted.
+func TestLoadRefusesUntrusted(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		dirMode, mode os.FileMode
+		required      bool
+		want          string
+	}{
+		{"writable file", 0o755, 0o666, true, "writable by group or others"},
+		{"writable directory", 0o777, 0o644, true, "directory"},
+		{"writable default file", 0o755, 0o646, false, "chmod go-w"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "etc")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "keyward.toml")
+			if err := os.WriteFile(path, []byte("[pkcs11]\nuri = \"pkcs11:object=k?module-path=/tmp/evil.so\"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(path, tc.mode)
+			os.Chmod(dir, tc.dirMode)
+			if _, err := Load(path, tc.required); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load(%s) = %v, want a refusal containing %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
