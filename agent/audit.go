@@ -21,6 +21,18 @@ type auditRecord struct {
 	rule, reason string
 }
 
+// countsAsDenial reports whether the request counts against the caller's
+// budget of audited denials: a refusal by policy or a malformed request,
+// never an answer the caller did not cause (a backend that is down, a
+// damaged or expired secret).
+func (r *auditRecord) countsAsDenial() bool {
+	switch r.code {
+	case wire.CodeDenied, wire.CodeBadRequest, wire.CodeRateLimited:
+		return true
+	}
+	return false
+}
+
 // auditDecision records a policy decision.
 func (c *conn) auditDecision(op, name string, version uint32, decision string, code wire.Code, d policy.Decision) {
 	c.rec = auditRecord{true, op, name, version, decision, code, d.Rule, d.Reason}
@@ -126,7 +138,7 @@ func (s *Server) writeAudit() {
 		}
 		s.events.done(batch)
 		if closed || time.Since(lastReport) >= time.Second {
-			s.denials.report(s.audit)
+			reportDenials(s.denials, s.audit)
 			lastReport = time.Now()
 		}
 		if closed {

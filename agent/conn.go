@@ -22,6 +22,7 @@ import (
 type conn struct {
 	s     *Server
 	c     *net.UnixConn
+	uid   uint32 // from SO_PEERCRED at accept
 	peer  *peer.Peer
 	audit *slog.Logger // the audit logger with the caller attribute, formatted once
 	rec   auditRecord
@@ -129,15 +130,21 @@ func (c *conn) setBusy(busy bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.busy = busy
-	if !busy && c.stopped {
-		return false
-	}
 	return !c.stopped
+}
+
+// idle reports whether the connection waits for a request, so that it
+// can be evicted without cutting an answer short.
+func (c *conn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.busy && !c.stopped
 }
 
 func (c *conn) serve() {
 	s := c.s
-	defer s.trackConn(c, false)
+	defer s.wg.Done()
+	defer s.forget(c)
 	defer c.c.Close()
 
 	p, err := peer.Attest(c.c, s.cfg.Hasher)
@@ -150,11 +157,6 @@ func (c *conn) serve() {
 	defer p.Close()
 	defer c.stopNotifications()
 	defer s.unwatch(c)
-	if !s.claimUID(p.UID()) {
-		s.log.Warn("connection limit of this uid reached; closing a new connection", "peer", p, "max_conns_per_uid", s.cfg.MaxConnsPerUID)
-		return
-	}
-	defer s.releaseUID(p.UID())
 
 	fr := &frameReader{c: c}
 	r := wire.NewReader(fr, wire.MaxRequestSize)
@@ -178,7 +180,7 @@ func (c *conn) serve() {
 		c.rec = auditRecord{}
 		var keep bool
 		out, keep = c.handle(out[:0], t, id, body, &hello)
-		if c.rec.set && c.rec.decision != "allow" && !s.denials.allow(p.UID()) {
+		if c.rec.set && c.rec.countsAsDenial() && !s.denials.allow(p.UID()) {
 			// Over this uid's budget of audited denials: refuse, count
 			// instead of auditing, and make the caller reconnect.
 			if len(out) > 0 {

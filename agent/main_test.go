@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,11 +93,79 @@ func runRole(role string, args []string) int {
 		// The parent is gone; give the reaper a moment.
 		time.Sleep(50 * time.Millisecond)
 		fmt.Println(sendOnFD3(args[0]))
+	case "hold": // SOCKET N: keep N connections open, reconnecting each one the agent closes, until stdin closes
+		n, _ := strconv.Atoi(args[1])
+		stop := make(chan struct{})
+		go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
+		held := make(chan struct{}, n)
+		for range n {
+			go holdOne(args[0], held, stop)
+		}
+		for range n {
+			<-held
+		}
+		fmt.Println("holding", n)
+		<-stop
+	case "flood": // SOCKET: connect and close as fast as possible until stdin closes
+		stop := make(chan struct{})
+		go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
+		fmt.Println("flooding")
+		for {
+			select {
+			case <-stop:
+				return 0
+			default:
+			}
+			if c, err := net.Dial("unix", args[0]); err == nil {
+				c.Close()
+			}
+		}
+	case "get-many": // SOCKET NAME N: N gets, each on a new connection; prints the failures
+		n, _ := strconv.Atoi(args[2])
+		failed := map[string]int{}
+		for range n {
+			c, err := client.Dial(ctx, args[0])
+			if err != nil {
+				failed["dial: "+err.Error()]++
+				continue
+			}
+			if r := getResult(c.Get(ctx, args[1])); !strings.HasPrefix(r, "ok ") {
+				failed[r]++
+			}
+			c.Close()
+		}
+		fmt.Println("failed", len(failed), failed)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown role", role)
 		return 2
 	}
 	return 0
+}
+
+// holdOne keeps one connection open (Hello answered) until stop,
+// reconnecting when the agent closes it; it signals held once.
+func holdOne(socket string, held chan<- struct{}, stop <-chan struct{}) {
+	first := true
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		c, err := net.Dial("unix", socket)
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		c.Write(wire.Marshal(1, &wire.Hello{Versions: []uint16{1}}))
+		r := wire.NewReader(c, wire.MaxFrameSize)
+		if _, _, _, err := r.ReadFrame(); err == nil && first {
+			first = false
+			held <- struct{}{}
+		}
+		r.ReadFrame() // until the agent closes it
+		c.Close()
+	}
 }
 
 func getResult(s *client.Secret, err error) string {

@@ -65,9 +65,11 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	audit   *slog.Logger
-	events  *auditQueue // to the audit goroutine
-	watch   watchers
-	denials *denials
+	events   *auditQueue // to the audit goroutine
+	watch    watchers
+	denials  *budgets // audited denials per uid
+	connects *budgets // new connections per uid
+	refused  refusalLog
 	auditWG sync.WaitGroup
 	started time.Time
 
@@ -77,9 +79,9 @@ type Server struct {
 	policy  atomic.Pointer[policy.Policy]
 	healthy atomic.Bool
 
-	connsMu   sync.Mutex
+	connsMu   sync.Mutex // guards conns, byUID, listeners; taken before a conn's mu
 	conns     map[*conn]struct{}
-	perUID    map[uint32]int
+	byUID     map[uint32]map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	closing   atomic.Bool
 	wg        sync.WaitGroup
@@ -119,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		started:   cfg.Now(),
 		cache:     &Cache{secrets: map[string]*cacheEntry{}},
 		conns:     make(map[*conn]struct{}),
-		perUID:    make(map[uint32]int),
+		byUID:     make(map[uint32]map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 	}
 	s.policy.Store(cfg.Policy)
@@ -127,6 +129,8 @@ func New(cfg Config) (*Server, error) {
 	s.events = newAuditQueue()
 	s.watch.conns = make(map[*conn]map[string]uint32)
 	s.denials = newDenials()
+	s.connects = newBudgets(connectRate, connectBurst)
+	s.refused.log = s.log
 	s.auditWG.Go(s.writeAudit)
 	return s, nil
 }
@@ -211,7 +215,7 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.trackListener(l, false)
 	var delay time.Duration
 	for {
-		c, err := l.Accept()
+		cn, err := s.accept(l)
 		if err != nil {
 			if s.closing.Load() {
 				return ErrServerClosed
@@ -226,18 +230,6 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		uc, ok := c.(*net.UnixConn)
-		if !ok {
-			s.log.Error("refusing a connection that is not a Unix socket", "remote", c.RemoteAddr())
-			c.Close()
-			continue
-		}
-		cn := &conn{s: s, c: uc}
-		if !s.trackConn(cn, true) {
-			s.log.Warn("connection limit reached; closing a new connection", "max_conns", s.cfg.MaxConns)
-			uc.Close()
-			continue
-		}
 		go cn.serve()
 	}
 }
@@ -265,42 +257,6 @@ func (s *Server) trackListener(l net.Listener, add bool) bool {
 		delete(s.listeners, l)
 	}
 	return true
-}
-
-func (s *Server) trackConn(c *conn, add bool) bool {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if add {
-		if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns {
-			return false
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-	} else {
-		delete(s.conns, c)
-		s.wg.Done()
-	}
-	return true
-}
-
-// claimUID counts a connection against its uid's limit, or reports false
-// when the uid is at its limit.
-func (s *Server) claimUID(uid uint32) bool {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.perUID[uid] >= s.cfg.MaxConnsPerUID {
-		return false
-	}
-	s.perUID[uid]++
-	return true
-}
-
-func (s *Server) releaseUID(uid uint32) {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.perUID[uid]--; s.perUID[uid] <= 0 {
-		delete(s.perUID, uid)
-	}
 }
 
 // Shutdown stops accepting, lets requests in flight finish, closes idle

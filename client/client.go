@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -118,10 +117,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if path == "" {
 		path = DefaultSocket
 	}
-	var d net.Dialer
-	c := &Client{dial: func(ctx context.Context) (io.ReadWriteCloser, error) {
-		return d.DialContext(ctx, "unix", path)
-	}}
+	c := &Client{dial: func(ctx context.Context) (io.ReadWriteCloser, error) { return dialUnix(ctx, path) }}
 	cn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -33,6 +34,29 @@ func (cn *conn) close() {
 
 // deadliner is implemented by net.Conn.
 type deadliner interface{ SetDeadline(time.Time) error }
+
+// dialUnix connects to the agent's socket. A full listen backlog
+// (EAGAIN: the agent is busy accepting, or another user floods it) is
+// retried with a short backoff until ctx ends, as a blocking connect would
+// wait, rather than failed at once.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	wait := 50 * time.Microsecond
+	for {
+		c, err := d.DialContext(ctx, "unix", path)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
 
 // connect opens a connection and says hello.
 func (c *Client) connect(ctx context.Context) (*conn, error) {

@@ -1,0 +1,118 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/client"
+)
+
+// needRoot skips a test that runs processes under other uids.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run processes under other uids")
+	}
+}
+
+// start runs a long-lived role and waits for its first line of output;
+// closing the returned writer (its stdin) ends it.
+func (c child) start(t testing.TB, role string, args ...string) (first string, stop io.Closer) {
+	t.Helper()
+	cmd := c.command(role, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("child %s as uid %d: %v", role, c.uid, err)
+	}
+	return strings.TrimSpace(line), stdin
+}
+
+const tradingPolicy = `
+[[rule]]
+name = "trader"
+secrets = ["binance/*"]
+users = ["4605"]
+allow = ["get"]
+`
+
+// TestFairConnectionSlots: strangers under four uids take every slot and
+// reconnect whenever one is freed, yet a trading process the policy names,
+// and root's status, always get in: a newcomer below its fair share evicts
+// an idle connection of the uid holding the most.
+func TestFairConnectionSlots(t *testing.T) {
+	needRoot(t)
+	dir := publicDir(t)
+	bin, _ := childBinary(t, dir, "bot", nil)
+	ta := startAgent(t, tradingPolicy, accessSecrets, agentOpts{maxConns: 16, maxPerUID: 4, quietAudit: true})
+	for uid := uint32(4601); uid <= 4604; uid++ {
+		if got, _ := (child{bin: bin, uid: uid, gid: uid}).start(t, "hold", ta.socket, "4"); got != "holding 4" {
+			t.Fatalf("stranger %d: %q, want holding 4", uid, got)
+		}
+	}
+	trader := child{bin: bin, uid: 4605, gid: 4605}
+	if got := trader.run(t, "get-many", ta.socket, "binance/mm-prod", "20"); got != "failed 0 map[]" {
+		t.Errorf("trading process while strangers hold every slot: %s", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, ta.socket)
+	if err != nil {
+		t.Fatalf("root could not connect while strangers hold every slot: %v", err)
+	}
+	defer cl.Close()
+	if _, err := cl.Status(ctx); err != nil {
+		t.Errorf("status while strangers hold every slot: %v", err)
+	}
+}
+
+// TestConnectFloodDoesNotStarveOthers: one user connecting and closing in a
+// loop does not make another user's connections fail: connections are
+// counted and rate-limited per uid from SO_PEERCRED in the accept loop,
+// before any /proc work.
+func TestConnectFloodDoesNotStarveOthers(t *testing.T) {
+	needRoot(t)
+	dir := publicDir(t)
+	bin, _ := childBinary(t, dir, "bot", nil)
+	ta := startAgent(t, tradingPolicy, accessSecrets, agentOpts{quietAudit: true})
+	for uid := uint32(4701); uid <= 4701; uid++ {
+		if got, _ := (child{bin: bin, uid: uid, gid: uid}).start(t, "flood", ta.socket); got != "flooding" {
+			t.Fatalf("flooder: %q", got)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the flood reach its pace
+	trader := child{bin: bin, uid: 4605, gid: 4605}
+	if got := trader.run(t, "get-many", ta.socket, "binance/mm-prod", "300"); got != "failed 0 map[]" {
+		t.Errorf("trading process during a connect flood by another uid: %s", got)
+	}
+	if !strings.Contains(ta.logs.String(), "opens connections too fast") {
+		t.Error("the flood was not refused as too fast (no log line)")
+	}
+}
