@@ -62,16 +62,16 @@ type Config struct {
 // A Server is safe for concurrent use: SetCache and SetPolicy may be called
 // while it serves.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	audit   *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	audit    *slog.Logger
 	events   *auditQueue // to the audit goroutine
 	watch    watchers
 	denials  *budgets // audited denials per uid
 	connects *budgets // new connections per uid
 	refused  refusalLog
-	auditWG sync.WaitGroup
-	started time.Time
+	auditWG  sync.WaitGroup
+	started  time.Time
 
 	mu    sync.RWMutex // guards cache; readers hold it while copying a secret out
 	cache *Cache
