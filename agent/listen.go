@@ -24,8 +24,8 @@ type ListenConfig struct {
 
 // Listen creates the agent's Unix socket safely: its directory is created
 // 0750 if missing, and an existing one must belong to root or this user and
-// be writable by no one else (else another user could swap the socket for
-// their own); the socket is bound with a umask that gives it exactly its
+// be writable by no one else, sticky bit or not (else another user could
+// swap the socket for their own, or squat its name); the socket is bound with a umask that gives it exactly its
 // mode, and its group is set without following symlinks; a file already at
 // the path is replaced only if it is a socket on which no agent answers.
 // The umask is process-wide: call Listen before starting other goroutines
@@ -85,8 +85,11 @@ func checkSocketDir(dir string) error {
 		return fmt.Errorf("%s is not a directory", dir)
 	case ok && st.Uid != 0 && int(st.Uid) != os.Geteuid():
 		return fmt.Errorf("socket directory %s belongs to uid %d; it must belong to root or the agent's user", dir, st.Uid)
-	case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
-		return fmt.Errorf("socket directory %s is writable by group or others (mode %04o); run chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		// Even with the sticky bit (as /tmp), another user could create
+		// the socket's name first, or a name clients dial by mistake.
+		return fmt.Errorf("socket directory %s is writable by group or others (mode %04o); "+
+			"use a directory of its own such as /run/keyward, or run chmod go-w %s", dir, fi.Mode().Perm(), dir)
 	}
 	return nil
 }

@@ -63,6 +63,12 @@ func TestListen(t *testing.T) {
 	if _, err := agent.Listen(agent.ListenConfig{Path: filepath.Join(loose, "a.sock"), GID: -1}); err == nil || !strings.Contains(err.Error(), "writable") {
 		t.Errorf("Listen(world-writable dir) = %v, want refused", err)
 	}
+	sticky := filepath.Join(t.TempDir(), "sticky")
+	os.Mkdir(sticky, 0o777)
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	if _, err := agent.Listen(agent.ListenConfig{Path: filepath.Join(sticky, "a.sock"), GID: -1}); err == nil || !strings.Contains(err.Error(), "writable") {
+		t.Errorf("Listen(world-writable sticky dir) = %v, want refused", err)
+	}
 	owned := filepath.Join(t.TempDir(), "owned")
 	os.Mkdir(owned, 0o755)
 	if err := os.Chown(owned, 4242, 4242); err != nil {
