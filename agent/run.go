@@ -63,6 +63,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
+	logPolicyWarnings(log, pol)
 	// Never load a store half-way through a killed re-wrap or restore.
 	if err := cfg.Store.FinishPending(); err != nil {
 		log.Warn("could not check the store for an unfinished re-wrap", "err", err)
@@ -191,6 +192,7 @@ func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
 	} else {
 		s.SetPolicy(pol)
 		log.Info("policy reloaded", "rules", pol.Rules())
+		logPolicyWarnings(log, pol)
 	}
 	if err := s.cfg.Reload(ctx); err != nil {
 		log.Error("store reload failed; the running secrets stay", "err", err)
@@ -245,5 +247,11 @@ func monitorHealth(ctx context.Context, s *Server, check func(context.Context) e
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func logPolicyWarnings(log *slog.Logger, pol *policy.Policy) {
+	for _, w := range pol.ExeWarnings() {
+		log.Warn("policy: " + w)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -478,5 +480,47 @@ func TestNames(t *testing.T) {
 	}
 	if p.Names(&fakeCaller{uid: 4242}) {
 		t.Error("Names(uid 4242) = true, want false")
+	}
+}
+
+func TestExeWarnings(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "python3.11")
+	link := filepath.Join(dir, "python3")
+	bot := filepath.Join(dir, "mm-bot")
+	for _, p := range []string{real, bot} {
+		if err := os.WriteFile(p, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse([]byte(fmt.Sprintf(`
+[[rule]]
+name = "scripts"
+secrets = ["a"]
+users = ["1000"]
+exes = [%q, %q, %q]
+allow = ["get"]
+`, link, real, bot)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(p.ExeWarnings(), "\n")
+	for _, want := range []string{
+		link + " is a symbolic link to " + real + " and never matches",
+		link + " is an interpreter",
+		real + " is an interpreter",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ExeWarnings() = %q, want a line with %q", got, want)
+		}
+	}
+	if strings.Contains(got, bot) {
+		t.Errorf("ExeWarnings() = %q, warns about %s, an ordinary binary", got, bot)
+	}
+	if ResolveExe(link) != real || ResolveExe("/no/such/file") != "/no/such/file" {
+		t.Errorf("ResolveExe(%s) = %s, want %s", link, ResolveExe(link), real)
 	}
 }

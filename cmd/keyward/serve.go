@@ -378,6 +378,14 @@ func policyCommand() *cli.Command {
 				}
 				caller := &staticCaller{uid: uint32(c.Uint("uid")), gid: uint32(c.Uint("gid")),
 					exe: c.String("exe"), unit: c.String("unit")}
+				if caller.exe != "" {
+					// As the agent sees it: the kernel reports the file
+					// exec'd, symbolic links resolved.
+					caller.exe = policy.ResolveExe(caller.exe)
+					if caller.exe != c.String("exe") {
+						fmt.Fprintf(c.App.Writer, "note: --exe %s resolves to %s, the path the agent sees\n", c.String("exe"), caller.exe)
+					}
+				}
 				for _, g := range c.UintSlice("group") {
 					caller.groups = append(caller.groups, uint32(g))
 				}
@@ -408,6 +416,9 @@ func policyCommand() *cli.Command {
 				}
 				d, lines := pol.Explain(caller, op, c.Args().First())
 				w := c.App.Writer
+				for _, warn := range pol.ExeWarnings() {
+					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", warn)
+				}
 				verdict := "deny"
 				if d.Allowed {
 					verdict = "allow"
