@@ -96,14 +96,17 @@ func TestFairConnectionSlots(t *testing.T) {
 // TestConnectFloodDoesNotStarveOthers: one user connecting and closing in a
 // loop does not make another user's connections fail: connections are
 // counted and rate-limited per uid from SO_PEERCRED in the accept loop,
-// before any /proc work.
+// before any /proc work, and clients retry a full backlog. The flooder
+// runs below the agent's CPU priority, as keyward.service arranges
+// (CPUWeight, Nice): a flooder that out-runs the accept loop on the CPU
+// keeps the listen backlog full whatever the agent does.
 func TestConnectFloodDoesNotStarveOthers(t *testing.T) {
 	needRoot(t)
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "bot", nil)
 	ta := startAgent(t, tradingPolicy, accessSecrets, agentOpts{quietAudit: true})
 	for uid := uint32(4701); uid <= 4701; uid++ {
-		if got, _ := (child{bin: bin, uid: uid, gid: uid}).start(t, "flood", ta.socket); got != "flooding" {
+		if got, _ := (child{bin: bin, uid: uid, gid: uid, nice: 10}).start(t, "flood", ta.socket); got != "flooding" {
 			t.Fatalf("flooder: %q", got)
 		}
 	}

@@ -232,6 +232,9 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 		if err != nil || !ok {
 			return badRequest("hello required"), false
 		}
+		if id == 0 {
+			return badRequest("request id 0 is reserved"), false
+		}
 		if !slices.Contains(h.Versions, wire.Version1) {
 			return badRequest("unsupported protocol version"), false
 		}
@@ -314,28 +317,25 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 		c.auditDecision("get", m.Name, m.Version, "deny", wire.CodeRateLimited, d)
 		return wire.AppendFrame(out, id, errorMessage(wire.CodeRateLimited))
 	}
+	now := s.cfg.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e := s.cache.secrets[m.Name]
 	var v *cacheVersion
-	switch {
+	code := wire.CodeNotFound
+	switch e := s.cache.secrets[m.Name]; {
 	case e == nil:
 	case m.Version == 0:
-		v = e.current()
+		v, code = e.current(now)
 	default:
-		v = e.find(m.Version)
+		v, code = e.find(m.Version, now)
 	}
 	if v == nil {
-		code := wire.CodeNotFound
-		if e != nil && m.Version == 0 {
-			code = wire.CodeUnavailable // the newest version failed to load
+		decision := "error"
+		if code == wire.CodeExpired {
+			decision = "deny"
 		}
-		c.auditDecision("get", m.Name, m.Version, "error", code, d)
+		c.auditDecision("get", m.Name, m.Version, decision, code, d)
 		return wire.AppendFrame(out, id, errorMessage(code))
-	}
-	if !v.until.IsZero() && !s.cfg.Now().Before(v.until) {
-		c.auditDecision("get", m.Name, v.version, "deny", wire.CodeExpired, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeExpired))
 	}
 	var exp int64
 	if !v.until.IsZero() {
@@ -368,7 +368,13 @@ func (c *conn) reload(out []byte, id uint32, pol *policy.Policy, m *wire.Reload)
 		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
 		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
 	}
-	v := s.current(m.Name)
+	v, exists := s.current(m.Name)
+	if v == 0 && exists {
+		// The secret is on disk but its newest version did not load: the
+		// admin must not be told it is gone.
+		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
+		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
+	}
 	c.auditDecision("reload", m.Name, v, "allow", 0, d)
 	return wire.AppendFrame(out, id, &wire.Reloaded{Version: v})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,10 +157,14 @@ type child struct {
 	uid    uint32
 	gid    uint32
 	groups []uint32
+	nice   int // run under nice(1) at this niceness
 }
 
 func (c child) command(role string, args ...string) *exec.Cmd {
 	cmd := exec.Command(c.bin, append([]string{"-test.run=^$"}, args...)...)
+	if c.nice != 0 {
+		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(c.nice), c.bin, "-test.run=^$"}, args...)...)
+	}
 	cmd.Env = []string{childRoleEnv + "=" + role, "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}}
 	if c.groups == nil {

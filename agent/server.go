@@ -162,16 +162,21 @@ func (s *Server) servedCache() *Cache {
 	return s.cache
 }
 
-// current returns the current version of name, 0 if it is not served.
-func (s *Server) current(name string) uint32 {
+// current returns the version of name a request for its current version
+// gets now, 0 if none; exists reports whether the store holds the name at
+// all (a version of it, loaded or not).
+func (s *Server) current(name string) (version uint32, exists bool) {
+	now := s.cfg.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e := s.cache.secrets[name]; e != nil {
-		if v := e.current(); v != nil {
-			return v.version
-		}
+	e := s.cache.secrets[name]
+	if e == nil {
+		return 0, false
 	}
-	return 0
+	if v, _ := e.current(now); v != nil {
+		return v.version, true
+	}
+	return 0, true
 }
 
 // warnExpiring writes a warning audit event for each secret whose current
@@ -181,7 +186,7 @@ func (s *Server) warnExpiring(window time.Duration) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, name := range s.cache.names {
-		v := s.cache.secrets[name].current()
+		v, _ := s.cache.secrets[name].current(now)
 		if v == nil || v.until.IsZero() || v.until.Sub(now) > window {
 			continue
 		}

@@ -50,7 +50,7 @@ func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) [
 	s.watch.conns[c] = seen
 	versions := make([]uint32, len(m.Names))
 	for i, n := range m.Names {
-		versions[i] = s.current(n)
+		versions[i], _ = s.current(n)
 		seen[n] = versions[i]
 	}
 	c.auditEvent("watch", m.Names[0], 0, "allow", 0, "watching "+strconv.Itoa(len(m.Names))+" name(s)")
@@ -117,7 +117,7 @@ func (s *Server) notifyWatchers() {
 		}
 		var frames []byte
 		for _, n := range sortedKeys(seen) {
-			v := s.current(n)
+			v, _ := s.current(n)
 			if v == seen[n] || !pol.Decide(c.peer, policy.OpWatch, n).Allowed {
 				continue
 			}
