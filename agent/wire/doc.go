@@ -22,22 +22,39 @@
 // # Messages
 //
 // Requests have types 0x01–0x7F, responses 0x80–0xFF. Each has one Go type
-// here, and a pointer to it implements [Message]:
+// here, and a pointer to it implements [Message]. Each request is listed
+// with its answer:
 //
 //	0x01 Hello       { u8 n; u16 versions[n] }           n is 1..16; first frame on a connection
-//	0x02 Get         { name str8; u32 version }          version 0 means the current one
-//	0x03 List        {}
-//	0x04 Status      {}
 //	0x81 HelloOK     { u16 version; agent str8 }
+//	0x02 Get         { name str8; u32 version }          version 0 means the current one
 //	0x82 Secret      { name str8; u32 version; i64 expires; value bytes32 }
+//	0x03 List        {}
 //	0x83 Names       { u32 n; str8 names[n] }
+//	0x04 Status      {}
 //	0x84 StatusOK    { u8 healthy; backend str8; u32 secrets; u64 uptime_ms; agent str8 }
-//	0xFF Error       { u16 code; message str16 }
+//	0x05 Reload      { name str8 }                       admin
+//	0x85 Reloaded    { u32 version }
+//	0x06 Watch       { u8 n; str8 names[n] }             n is 1..64
+//	0x86 Watching    { u8 n; u32 versions[n] }
+//	0x87 Changed     { name str8; u32 version }          unasked, id 0, after Watch
+//	0x07 Health      {}
+//	0x88 HealthOK    { u8 backend_ok; i64 backend_since; i64 last_ok; u32 secrets;
+//	                   u32 n; { name str8; u8 state; u32 serving; u32 newest } problems[n] }
+//	0x08 Put         { name str8; u8 flags; i64 expires; u32 grace; value bytes32 }   admin
+//	0x89 Stored      { u32 version; i64 prev_until }
+//	0x09 Remove      { name str8; u32 version }          admin; version 0 removes all
+//	0x8A Removed     { u32 count }
+//	0x0A Prune       {}                                  admin
+//	0x8B Pruned      { u32 n; { name str8; u32 version; i64 retired } versions[n] }
+//	0xFF Error       { u16 code; message str16 }         answers any request
 //
 // str8 is a u8 length and that many bytes, str16 a u16 length, bytes32 a
 // u32 length of at most [MaxSecretSize]. Booleans are exactly 0 or 1.
 // Bodies are strict: a field out of range or a trailing byte makes the whole
 // frame invalid, so every frame that parses re-encodes to the same bytes.
+// Each message describes its body once, in one method that sizes, encodes
+// and decodes it (codec.go), so the three cannot disagree.
 //
 // # Errors
 //

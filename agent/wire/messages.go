@@ -1,109 +1,132 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 )
+
+// Each message below is its type byte, its Go type and its body, described
+// once by its fields method (see codec.go). Requests come first, each
+// followed by its answer.
 
 // Hello opens a connection and offers the protocol versions the client
 // speaks. It must be the first frame on a connection.
 type Hello struct {
-	Versions []uint16 // 1 to 16 versions, in any order
+	Versions []uint16 `json:"versions"` // 1 to 16 versions, in any order
 }
-
-// Get asks for a secret by name.
-type Get struct {
-	Name    string // at most MaxNameLen bytes; the agent validates it further
-	Version uint32 // 0 asks for the current version
-}
-
-// List asks for the names of the secrets the caller may get.
-type List struct{}
-
-// Status asks for the agent's health.
-type Status struct{}
 
 // HelloOK accepts a [Hello] with the version the agent chose.
 type HelloOK struct {
-	Version uint16
-	Agent   string // software name and version, such as "keyward 0.1.0"
-}
-
-// Secret answers a [Get]. Its value is redacted when the message is
-// formatted with fmt or logged with log/slog; only its length shows.
-type Secret struct {
-	Name    string
-	Version uint32 // the version served, never 0
-	Expires int64  // unix seconds after which the value must not be used; 0 means never
-	Value   []byte // at most MaxSecretSize bytes
-}
-
-// Names answers a [List].
-type Names struct {
-	Names []string // each at most MaxNameLen bytes; the frame must fit MaxFrameSize
-}
-
-// StatusOK answers a [Status].
-type StatusOK struct {
-	Healthy  bool
-	Backend  string // the kind of key backend, such as "pkcs11" or "tpm"
-	Secrets  uint32 // number of secrets loaded
-	UptimeMS uint64 // milliseconds since the agent started
-	Agent    string // software name and version
-}
-
-// Error answers any request that failed. It is also the Go error for that
-// failure.
-type Error struct {
-	Code    Code
-	Message string // human text, at most 65535 bytes; peers branch on Code only
-}
-
-// Error returns the code's name and the message, or the code's default
-// message when Message is empty.
-func (e *Error) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = e.Code.Message()
-	}
-	return "agent: " + e.Code.String() + ": " + msg
+	Version uint16 `json:"version"`
+	Agent   string `json:"agent"` // software name and version, such as "keyward 0.1.0"
 }
 
 // Type returns [TypeHello].
 func (*Hello) Type() Type { return TypeHello }
 
-// Type returns [TypeGet].
-func (*Get) Type() Type { return TypeGet }
-
-// Type returns [TypeList].
-func (*List) Type() Type { return TypeList }
-
-// Type returns [TypeStatus].
-func (*Status) Type() Type { return TypeStatus }
-
 // Type returns [TypeHelloOK].
 func (*HelloOK) Type() Type { return TypeHelloOK }
+
+func (m *Hello) fields(c *codec) {
+	list8(c, &m.Versions, 1, maxVersions, "versions", u16Elem("version"))
+}
+
+func (m *HelloOK) fields(c *codec) {
+	c.u16(&m.Version, "version")
+	c.str8(&m.Agent, "agent")
+}
+
+// Get asks for a secret by name.
+type Get struct {
+	Name    string `json:"name"`    // at most MaxNameLen bytes; the agent validates it further
+	Version uint32 `json:"version"` // 0 asks for the current version
+}
+
+// Secret answers a [Get]. Its value is redacted when the message is
+// formatted with fmt or logged with log/slog; only its length shows.
+type Secret struct {
+	Name    string `json:"name"`
+	Version uint32 `json:"version"` // the version served, never 0
+	Expires int64  `json:"expires"` // unix seconds after which the value must not be used; 0 means never
+	Value   []byte `json:"value"`   // at most MaxSecretSize bytes
+}
+
+// Type returns [TypeGet].
+func (*Get) Type() Type { return TypeGet }
 
 // Type returns [TypeSecret].
 func (*Secret) Type() Type { return TypeSecret }
 
+func (m *Get) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
+}
+
+func (m *Secret) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
+	c.i64(&m.Expires, "expires")
+	c.bytes32(&m.Value, MaxSecretSize, "value")
+}
+
+// List asks for the names of the secrets the caller may get.
+type List struct{}
+
+// Names answers a [List].
+type Names struct {
+	Names []string `json:"names"` // each at most MaxNameLen bytes; the frame must fit MaxFrameSize
+}
+
+// Type returns [TypeList].
+func (*List) Type() Type { return TypeList }
+
 // Type returns [TypeNames].
 func (*Names) Type() Type { return TypeNames }
+
+func (*List) fields(*codec) {}
+
+func (m *Names) fields(c *codec) { list32(c, &m.Names, "names", str8Elem("name")) }
+
+// Status asks for the agent's health.
+type Status struct{}
+
+// StatusOK answers a [Status].
+type StatusOK struct {
+	Healthy  bool   `json:"healthy"`
+	Backend  string `json:"backend"`   // the kind of key backend, such as "pkcs11" or "tpm"
+	Secrets  uint32 `json:"secrets"`   // number of secrets loaded
+	UptimeMS uint64 `json:"uptime_ms"` // milliseconds since the agent started
+	Agent    string `json:"agent"`     // software name and version
+}
+
+// Type returns [TypeStatus].
+func (*Status) Type() Type { return TypeStatus }
+
+// Type returns [TypeStatusOK].
+func (*StatusOK) Type() Type { return TypeStatusOK }
+
+func (*Status) fields(*codec) {}
+
+func (m *StatusOK) fields(c *codec) {
+	c.boolean(&m.Healthy, "healthy")
+	c.str8(&m.Backend, "backend")
+	c.u32(&m.Secrets, "secrets")
+	c.u64(&m.UptimeMS, "uptime_ms")
+	c.str8(&m.Agent, "agent")
+}
 
 // Reload asks the agent to re-read one secret from its store (after a
 // rotation or a removal) and answers once the agent serves what is on
 // disk. It needs the admin permission on the name.
 type Reload struct {
-	Name string
+	Name string `json:"name"`
 }
 
 // Reloaded answers a Reload with the version now current, 0 when the
 // secret is gone.
 type Reloaded struct {
-	Version uint32
+	Version uint32 `json:"version"`
 }
 
 // Type returns [TypeReload].
@@ -112,35 +135,28 @@ func (*Reload) Type() Type { return TypeReload }
 // Type returns [TypeReloaded].
 func (*Reloaded) Type() Type { return TypeReloaded }
 
-// AppendBody appends the body of m. It panics if Name is longer than
-// [MaxNameLen].
-func (m *Reload) AppendBody(b []byte) []byte { return appendStr8(b, m.Name, "Reload.Name") }
-
-// AppendBody appends the body of m.
-func (m *Reloaded) AppendBody(b []byte) []byte { return binary.BigEndian.AppendUint32(b, m.Version) }
-
-func (m *Reload) bodySize() int { return 1 + len(m.Name) }
-func (*Reloaded) bodySize() int { return 4 }
+func (m *Reload) fields(c *codec)   { c.str8(&m.Name, "name") }
+func (m *Reloaded) fields(c *codec) { c.u32(&m.Version, "version") }
 
 // Watch subscribes the connection to changes of the current version of
 // each name (1 to [MaxWatch] names). It needs the watch permission on
 // every name. After [Watching], the agent sends a [Changed] with id 0
 // whenever a watched name gets another current version.
 type Watch struct {
-	Names []string
+	Names []string `json:"names"`
 }
 
 // Watching answers a Watch with the current version of each name, in
 // order; 0 when the name is not served.
 type Watching struct {
-	Versions []uint32
+	Versions []uint32 `json:"versions"`
 }
 
 // Changed tells a watching connection, unasked and with id 0, that name
 // has a new current version (0: it is no longer served).
 type Changed struct {
-	Name    string
-	Version uint32
+	Name    string `json:"name"`
+	Version uint32 `json:"version"`
 }
 
 // Type returns [TypeWatch].
@@ -152,161 +168,42 @@ func (*Watching) Type() Type { return TypeWatching }
 // Type returns [TypeChanged].
 func (*Changed) Type() Type { return TypeChanged }
 
-// AppendBody appends the body of m. It panics unless m has 1 to
-// [MaxWatch] names of at most [MaxNameLen] bytes.
-func (m *Watch) AppendBody(b []byte) []byte {
-	if len(m.Names) < 1 || len(m.Names) > MaxWatch {
-		panic("wire: Watch.Names must hold 1 to " + strconv.Itoa(MaxWatch) + " names")
-	}
-	b = append(b, byte(len(m.Names)))
-	for _, n := range m.Names {
-		b = appendStr8(b, n, "Watch.Names")
-	}
-	return b
+func (m *Watch) fields(c *codec) { list8(c, &m.Names, 1, MaxWatch, "names", str8Elem("name")) }
+
+func (m *Watching) fields(c *codec) {
+	list8(c, &m.Versions, 1, MaxWatch, "versions", u32Elem("version"))
 }
 
-// AppendBody appends the body of m. It panics unless m has 1 to
-// [MaxWatch] versions.
-func (m *Watching) AppendBody(b []byte) []byte {
-	if len(m.Versions) < 1 || len(m.Versions) > MaxWatch {
-		panic("wire: Watching.Versions must hold 1 to " + strconv.Itoa(MaxWatch) + " versions")
-	}
-	b = append(b, byte(len(m.Versions)))
-	for _, v := range m.Versions {
-		b = binary.BigEndian.AppendUint32(b, v)
-	}
-	return b
+func (m *Changed) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
 }
 
-// AppendBody appends the body of m. It panics if Name is longer than
-// [MaxNameLen].
-func (m *Changed) AppendBody(b []byte) []byte {
-	b = appendStr8(b, m.Name, "Changed.Name")
-	return binary.BigEndian.AppendUint32(b, m.Version)
+// Error answers any request that failed. It is also the Go error for that
+// failure.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"` // human text, at most 65535 bytes; peers branch on Code only
 }
-
-func (m *Watch) bodySize() int {
-	n := 1
-	for _, s := range m.Names {
-		n += 1 + len(s)
-	}
-	return n
-}
-func (m *Watching) bodySize() int { return 1 + 4*len(m.Versions) }
-func (m *Changed) bodySize() int  { return 1 + len(m.Name) + 4 }
-
-// Type returns [TypeStatusOK].
-func (*StatusOK) Type() Type { return TypeStatusOK }
 
 // Type returns [TypeError].
 func (*Error) Type() Type { return TypeError }
 
-// AppendBody appends the body of m. It panics unless m offers 1 to 16
-// versions.
-func (m *Hello) AppendBody(b []byte) []byte {
-	if len(m.Versions) < 1 || len(m.Versions) > maxVersions {
-		panic("wire: Hello must offer 1 to 16 versions, not " + strconv.Itoa(len(m.Versions)))
-	}
-	b = append(b, byte(len(m.Versions)))
-	for _, v := range m.Versions {
-		b = binary.BigEndian.AppendUint16(b, v)
-	}
-	return b
+func (m *Error) fields(c *codec) {
+	code := uint16(m.Code)
+	c.u16(&code, "code")
+	m.Code = Code(code)
+	c.str16(&m.Message, "message")
 }
 
-// AppendBody appends the body of m. It panics if the name is longer than
-// [MaxNameLen].
-func (m *Get) AppendBody(b []byte) []byte {
-	b = appendStr8(b, m.Name, "Get.Name")
-	return binary.BigEndian.AppendUint32(b, m.Version)
-}
-
-// AppendBody appends nothing: a List has an empty body.
-func (*List) AppendBody(b []byte) []byte { return b }
-
-// AppendBody appends nothing: a Status has an empty body.
-func (*Status) AppendBody(b []byte) []byte { return b }
-
-// AppendBody appends the body of m. It panics if Agent is longer than
-// [MaxNameLen].
-func (m *HelloOK) AppendBody(b []byte) []byte {
-	b = binary.BigEndian.AppendUint16(b, m.Version)
-	return appendStr8(b, m.Agent, "HelloOK.Agent")
-}
-
-// AppendBody appends the body of m, including the secret value. It panics if
-// the name is longer than [MaxNameLen] or the value than [MaxSecretSize].
-func (m *Secret) AppendBody(b []byte) []byte {
-	if len(m.Value) > MaxSecretSize {
-		panic("wire: Secret.Value longer than MaxSecretSize")
+// Error returns the code's name and the message, or the code's default
+// message when Message is empty.
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Code.Message()
 	}
-	b = appendStr8(b, m.Name, "Secret.Name")
-	b = binary.BigEndian.AppendUint32(b, m.Version)
-	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Value)))
-	return append(b, m.Value...)
-}
-
-// AppendBody appends the body of m. It panics if a name is longer than
-// [MaxNameLen].
-func (m *Names) AppendBody(b []byte) []byte {
-	if uint64(len(m.Names)) > math.MaxUint32 {
-		panic("wire: too many names")
-	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Names)))
-	for _, n := range m.Names {
-		b = appendStr8(b, n, "Names.Names")
-	}
-	return b
-}
-
-// AppendBody appends the body of m. It panics if Backend or Agent is longer
-// than [MaxNameLen].
-func (m *StatusOK) AppendBody(b []byte) []byte {
-	var healthy byte
-	if m.Healthy {
-		healthy = 1
-	}
-	b = append(b, healthy)
-	b = appendStr8(b, m.Backend, "StatusOK.Backend")
-	b = binary.BigEndian.AppendUint32(b, m.Secrets)
-	b = binary.BigEndian.AppendUint64(b, m.UptimeMS)
-	return appendStr8(b, m.Agent, "StatusOK.Agent")
-}
-
-// AppendBody appends the body of m. It panics if the message is longer than
-// 65535 bytes.
-func (m *Error) AppendBody(b []byte) []byte {
-	if len(m.Message) > math.MaxUint16 {
-		panic("wire: Error.Message longer than 65535 bytes")
-	}
-	b = binary.BigEndian.AppendUint16(b, uint16(m.Code))
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Message)))
-	return append(b, m.Message...)
-}
-
-func appendStr8(b []byte, s, field string) []byte {
-	if len(s) > MaxNameLen {
-		panic("wire: " + field + " longer than MaxNameLen")
-	}
-	b = append(b, byte(len(s)))
-	return append(b, s...)
-}
-
-func (m *Hello) bodySize() int    { return 1 + 2*len(m.Versions) }
-func (m *Get) bodySize() int      { return 1 + len(m.Name) + 4 }
-func (*List) bodySize() int       { return 0 }
-func (*Status) bodySize() int     { return 0 }
-func (m *HelloOK) bodySize() int  { return 2 + 1 + len(m.Agent) }
-func (m *Secret) bodySize() int   { return 1 + len(m.Name) + 4 + 8 + 4 + len(m.Value) }
-func (m *StatusOK) bodySize() int { return 1 + 1 + len(m.Backend) + 4 + 8 + 1 + len(m.Agent) }
-func (m *Error) bodySize() int    { return 2 + 2 + len(m.Message) }
-func (m *Names) bodySize() int {
-	n := 4
-	for _, s := range m.Names {
-		n += 1 + len(s)
-	}
-	return n
+	return "agent: " + e.Code.String() + ": " + msg
 }
 
 // String describes s with its value redacted:
@@ -339,4 +236,199 @@ func (s Secret) LogValue() slog.Value {
 		slog.Int64("expires", s.Expires),
 		slog.Int("value_len", len(s.Value)),
 	)
+}
+
+// Health asks for the agent's health in detail: the backend's state and
+// the secrets not served from their newest version. Like Status it is open
+// to every caller; secrets and their problems are told only to callers
+// the policy names.
+type Health struct{}
+
+// HealthOK answers a [Health].
+type HealthOK struct {
+	BackendOK    bool    `json:"backend_ok"`    // the last backend check passed
+	BackendSince int64   `json:"backend_since"` // unix seconds when the backend last changed state; 0: not since start
+	LastOK       int64   `json:"last_ok"`       // unix seconds of the last check that passed; 0: none yet
+	Secrets      uint32  `json:"secrets"`       // number of secrets loaded
+	Problems     []Issue `json:"problems"`      // the caller's secrets not served from their newest version
+}
+
+// An Issue is a secret that the agent does not serve from its newest
+// version, in a [HealthOK].
+type Issue struct {
+	Name    string     `json:"name"`
+	State   IssueState `json:"state"`
+	Serving uint32     `json:"serving"` // the version a request for the current one gets; 0: none
+	Newest  uint32     `json:"newest"`  // the newest version in the store
+}
+
+// An IssueState says why a secret is not served from its newest version.
+type IssueState uint8
+
+// The states of an [Issue].
+const (
+	IssueStale       IssueState = 1 // the newest version did not load (backend); an older one is served within its grace
+	IssueUnavailable IssueState = 2 // the newest version did not load (backend); nothing is served
+	IssueDamaged     IssueState = 3 // the newest version's envelope is damaged; a copy loaded before may be served
+)
+
+var issueNames = [...]string{IssueStale: "stale", IssueUnavailable: "unavailable", IssueDamaged: "damaged"}
+
+// String returns "stale", "unavailable" or "damaged".
+func (s IssueState) String() string {
+	if s > 0 && int(s) < len(issueNames) {
+		return issueNames[s]
+	}
+	return "IssueState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Type returns [TypeHealth].
+func (*Health) Type() Type { return TypeHealth }
+
+// Type returns [TypeHealthOK].
+func (*HealthOK) Type() Type { return TypeHealthOK }
+
+func (*Health) fields(*codec) {}
+
+func (m *HealthOK) fields(c *codec) {
+	c.boolean(&m.BackendOK, "backend_ok")
+	c.i64(&m.BackendSince, "backend_since")
+	c.i64(&m.LastOK, "last_ok")
+	c.u32(&m.Secrets, "secrets")
+	list32(c, &m.Problems, "problems", func(c *codec, p *Issue) {
+		c.str8(&p.Name, "name")
+		st := uint8(p.State)
+		c.u8(&st, "state")
+		p.State = IssueState(st)
+		c.u32(&p.Serving, "serving")
+		c.u32(&p.Newest, "newest")
+	})
+}
+
+// Put stores a secret value through the agent, which seals it with the
+// backend session it holds and serves it before answering, so that an
+// administrator needs neither the backend's PIN nor the store's owner. It
+// needs the admin permission on the name.
+type Put struct {
+	Name    string   `json:"name"`
+	Flags   PutFlags `json:"flags"`
+	Expires int64    `json:"expires"` // unix seconds when the version stops being served; 0: never
+	Grace   uint32   `json:"grace"`   // seconds the previous version stays served; 0: retired at once
+	Value   []byte   `json:"value"`   // 1 to MaxSecretSize bytes
+}
+
+// PutFlags modify a [Put]. Undefined bits must be zero.
+type PutFlags uint8
+
+const (
+	// PutNewVersion allows adding a version to an existing secret.
+	PutNewVersion PutFlags = 1 << iota
+	// PutMustExist refuses a secret that has no version yet (a rotation:
+	// a typo must not create a secret).
+	PutMustExist
+
+	putFlagsDefined = PutNewVersion | PutMustExist
+)
+
+// Stored answers a [Put] with the version stored, now served.
+type Stored struct {
+	Version   uint32 `json:"version"`
+	PrevUntil int64  `json:"prev_until"` // unix seconds when the previous version stops being served; 0: at once, or none
+}
+
+// Type returns [TypePut].
+func (*Put) Type() Type { return TypePut }
+
+// Type returns [TypeStored].
+func (*Stored) Type() Type { return TypeStored }
+
+func (m *Put) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	f := uint8(m.Flags)
+	c.u8(&f, "flags")
+	if c.decoding() && c.err == nil && PutFlags(f)&^putFlagsDefined != 0 {
+		c.fail("flags %#02x has undefined bits", f)
+	}
+	m.Flags = PutFlags(f)
+	c.i64(&m.Expires, "expires")
+	c.u32(&m.Grace, "grace")
+	c.bytes32(&m.Value, MaxSecretSize, "value")
+}
+
+func (m *Stored) fields(c *codec) {
+	c.u32(&m.Version, "version")
+	c.i64(&m.PrevUntil, "prev_until")
+}
+
+// String describes m with its value redacted.
+func (m Put) String() string {
+	return "Put{Name: " + strconv.Quote(m.Name) + ", Flags: " + strconv.Itoa(int(m.Flags)) +
+		", Expires: " + strconv.FormatInt(m.Expires, 10) + ", Grace: " + strconv.FormatUint(uint64(m.Grace), 10) +
+		", Value: <redacted, " + strconv.Itoa(len(m.Value)) + " bytes>}"
+}
+
+// Format prints [Put.String] for every verb, so no fmt verb can print the
+// value.
+func (m Put) Format(f fmt.State, _ rune) { fmt.Fprint(f, m.String()) }
+
+// LogValue implements [slog.LogValuer] without the value.
+func (m Put) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Int("value_len", len(m.Value)))
+}
+
+// Remove deletes a version of a secret, or all of them (version 0), and
+// stops serving it. It needs the admin permission on the name.
+type Remove struct {
+	Name    string `json:"name"`
+	Version uint32 `json:"version"`
+}
+
+// Removed answers a [Remove] with how many versions were deleted.
+type Removed struct {
+	Count uint32 `json:"count"`
+}
+
+// Type returns [TypeRemove].
+func (*Remove) Type() Type { return TypeRemove }
+
+// Type returns [TypeRemoved].
+func (*Removed) Type() Type { return TypeRemoved }
+
+func (m *Remove) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
+}
+
+func (m *Removed) fields(c *codec) { c.u32(&m.Count, "count") }
+
+// Prune deletes the versions past their grace period or expiry, of the
+// secrets the caller has the admin permission on.
+type Prune struct{}
+
+// Pruned answers a [Prune] with the versions deleted.
+type Pruned struct {
+	Versions []PrunedVersion `json:"versions"`
+}
+
+// A PrunedVersion is one version deleted by a [Prune].
+type PrunedVersion struct {
+	Name    string `json:"name"`
+	Version uint32 `json:"version"`
+	Retired int64  `json:"retired"` // unix seconds when it stopped being served
+}
+
+// Type returns [TypePrune].
+func (*Prune) Type() Type { return TypePrune }
+
+// Type returns [TypePruned].
+func (*Pruned) Type() Type { return TypePruned }
+
+func (*Prune) fields(*codec) {}
+
+func (m *Pruned) fields(c *codec) {
+	list32(c, &m.Versions, "versions", func(c *codec, v *PrunedVersion) {
+		c.str8(&v.Name, "name")
+		c.u32(&v.Version, "version")
+		c.i64(&v.Retired, "retired")
+	})
 }

@@ -29,7 +29,7 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max < headerSize-4 || max > MaxFrameSize {
 		max = MaxFrameSize
 	}
-	return &Reader{rd: r, max: max, buf: make([]byte, 4+min(max, MaxRequestSize))}
+	return &Reader{rd: r, max: max, buf: make([]byte, 4+min(max, smallFrame))}
 }
 
 // ReadFrame reads the next frame and returns its type, id and body, which
@@ -49,6 +49,12 @@ func (r *Reader) ReadFrame() (t Type, id uint32, body []byte, err error) {
 	r.prev = r.r
 	if r.r == r.w {
 		r.r, r.w, r.prev = 0, 0, 0
+		if len(r.buf) > 4+smallFrame {
+			// A large frame is done: give its memory back, so that idle
+			// connections stay small.
+			clear(r.buf)
+			r.buf = make([]byte, 4+min(r.max, smallFrame))
+		}
 	}
 	if err := r.fill(4); err != nil {
 		if err == io.EOF && r.r < r.w {

@@ -12,17 +12,17 @@ import (
 
 // stream returns every valid frame in one byte stream, plus a secret frame
 // large enough to make a Reader grow its buffer.
-func stream() (frames [][]byte, all []byte) {
-	for _, tc := range validFrames {
+func stream(t testing.TB) (frames [][]byte, all []byte) {
+	for _, tc := range vectors(t) {
 		frames = append(frames, tc.frame)
 	}
 	big := Marshal(8, &Secret{Name: "big", Version: 1, Value: bytes.Repeat([]byte{0x5A}, MaxSecretSize)})
-	frames = append(frames, big, validFrames[0].frame)
+	frames = append(frames, big, vectors(t)[0].frame)
 	return frames, bytes.Join(frames, nil)
 }
 
 func TestReaderFrames(t *testing.T) {
-	frames, all := stream()
+	frames, all := stream(t)
 	tests := []struct {
 		name string
 		r    func() io.Reader
@@ -82,7 +82,7 @@ func TestReaderZeroesPreviousFrame(t *testing.T) {
 }
 
 func TestReaderTruncated(t *testing.T) {
-	for _, tc := range validFrames {
+	for _, tc := range vectors(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range len(tc.frame) {
 				want := io.ErrUnexpectedEOF
@@ -206,7 +206,7 @@ func (l *loopReader) Read(p []byte) (int, error) {
 }
 
 func TestReaderAllocs(t *testing.T) {
-	_, all := stream()
+	_, all := stream(t)
 	// Odd-sized reads split frames everywhere, so the buffer is compacted.
 	r := NewReader(&loopReader{data: all, chunk: 1000}, MaxFrameSize)
 	for range 100 { // warm up: the buffer grows to fit the big secret
@@ -237,5 +237,26 @@ func BenchmarkReaderReadFrame(b *testing.B) {
 		if _, _, _, err := r.ReadFrame(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReaderShrinks: after a large frame, an idle Reader gives the memory
+// back, so that an idle connection that once sent a large request stays
+// small.
+func TestReaderShrinks(t *testing.T) {
+	big := Marshal(1, &Put{Name: "x", Value: bytes.Repeat([]byte{1}, MaxSecretSize)})
+	small := Marshal(2, &Get{Name: "x"})
+	r := NewReader(bytes.NewReader(append(big, small...)), MaxRequestSize)
+	if _, _, _, err := r.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.buf) < len(big) {
+		t.Fatalf("buffer of %d bytes after a %d-byte frame", len(r.buf), len(big))
+	}
+	if _, _, _, err := r.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.buf) > 4+smallFrame {
+		t.Errorf("buffer of %d bytes after the large frame was consumed, want at most %d", len(r.buf), 4+smallFrame)
 	}
 }

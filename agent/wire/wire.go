@@ -2,9 +2,11 @@ package wire
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 )
 
 // Version1 is the protocol version this package implements, as offered in
@@ -17,8 +19,14 @@ const (
 	// MaxFrameSize is the largest length either side accepts.
 	MaxFrameSize = 1 << 20
 
-	// MaxRequestSize is the largest length the agent accepts in a request.
-	MaxRequestSize = 4096
+	// MaxRequestSize is the largest length the agent accepts in a request:
+	// room for a Put of the largest secret value. Most requests are far
+	// smaller, and a reader's buffer grows only for a frame that needs it.
+	MaxRequestSize = 80 << 10
+
+	// smallFrame is the size a Reader's buffer starts at, and returns to
+	// after a larger frame.
+	smallFrame = 4096
 
 	// MaxSecretSize is the largest secret value, in bytes.
 	MaxSecretSize = 65536
@@ -50,6 +58,10 @@ const (
 	TypeStatus   Type = 0x04
 	TypeReload   Type = 0x05
 	TypeWatch    Type = 0x06
+	TypeHealth   Type = 0x07
+	TypePut      Type = 0x08
+	TypeRemove   Type = 0x09
+	TypePrune    Type = 0x0A
 	TypeHelloOK  Type = 0x81
 	TypeSecret   Type = 0x82
 	TypeNames    Type = 0x83
@@ -57,44 +69,66 @@ const (
 	TypeReloaded Type = 0x85
 	TypeWatching Type = 0x86
 	TypeChanged  Type = 0x87
+	TypeHealthOK Type = 0x88
+	TypeStored   Type = 0x89
+	TypeRemoved  Type = 0x8A
+	TypePruned   Type = 0x8B
 	TypeError    Type = 0xFF
 )
+
+// types lists every message type: its name, and how to make an empty
+// message of it for decoding.
+var types = [...]struct {
+	t    Type
+	name string
+	new  func() Message
+}{
+	{TypeHello, "hello", func() Message { return new(Hello) }},
+	{TypeGet, "get", func() Message { return new(Get) }},
+	{TypeList, "list", func() Message { return new(List) }},
+	{TypeStatus, "status", func() Message { return new(Status) }},
+	{TypeReload, "reload", func() Message { return new(Reload) }},
+	{TypeWatch, "watch", func() Message { return new(Watch) }},
+	{TypeHelloOK, "hello_ok", func() Message { return new(HelloOK) }},
+	{TypeSecret, "secret", func() Message { return new(Secret) }},
+	{TypeNames, "names", func() Message { return new(Names) }},
+	{TypeStatusOK, "status_ok", func() Message { return new(StatusOK) }},
+	{TypeReloaded, "reloaded", func() Message { return new(Reloaded) }},
+	{TypeWatching, "watching", func() Message { return new(Watching) }},
+	{TypeChanged, "changed", func() Message { return new(Changed) }},
+	{TypeHealth, "health", func() Message { return new(Health) }},
+	{TypeHealthOK, "health_ok", func() Message { return new(HealthOK) }},
+	{TypePut, "put", func() Message { return new(Put) }},
+	{TypeStored, "stored", func() Message { return new(Stored) }},
+	{TypeRemove, "remove", func() Message { return new(Remove) }},
+	{TypeRemoved, "removed", func() Message { return new(Removed) }},
+	{TypePrune, "prune", func() Message { return new(Prune) }},
+	{TypePruned, "pruned", func() Message { return new(Pruned) }},
+	{TypeError, "error", func() Message { return new(Error) }},
+}
+
+// byType indexes types by type byte.
+var byType = func() (idx [256]int8) {
+	for i := range idx {
+		idx[i] = -1
+	}
+	for i, e := range types {
+		idx[e.t] = int8(i)
+	}
+	return idx
+}()
 
 // String returns the snake_case name of t, or "Type(0x..)" for a type this
 // package does not know.
 func (t Type) String() string {
-	switch t {
-	case TypeHello:
-		return "hello"
-	case TypeGet:
-		return "get"
-	case TypeList:
-		return "list"
-	case TypeStatus:
-		return "status"
-	case TypeReload:
-		return "reload"
-	case TypeWatch:
-		return "watch"
-	case TypeHelloOK:
-		return "hello_ok"
-	case TypeSecret:
-		return "secret"
-	case TypeNames:
-		return "names"
-	case TypeStatusOK:
-		return "status_ok"
-	case TypeReloaded:
-		return "reloaded"
-	case TypeWatching:
-		return "watching"
-	case TypeChanged:
-		return "changed"
-	case TypeError:
-		return "error"
+	if i := byType[t]; i >= 0 {
+		return types[i].name
 	}
-	return "Type(0x" + strconv.FormatUint(uint64(t)>>4, 16) + strconv.FormatUint(uint64(t)&0xF, 16) + ")"
+	return fmt.Sprintf("Type(%#02x)", uint8(t))
 }
+
+// Request reports whether t is a request type (0x01–0x7F).
+func (t Type) Request() bool { return t >= 0x01 && t <= 0x7F }
 
 // A Code is the stable error code of an [Error] response.
 type Code uint16
@@ -141,45 +175,49 @@ func (c Code) Message() string {
 }
 
 // A Message is one protocol message. The message types of this package
-// implement it with pointer receivers, and [Parse] returns pointers.
+// implement it with pointer receivers, and [Parse] returns pointers; no
+// other package can implement it.
 type Message interface {
 	// Type returns the frame type of the message.
 	Type() Type
 
-	// AppendBody appends the encoded body to b and returns the extended
-	// buffer. It panics if the message breaks a limit of its type, which
-	// is a programming error: callers check input from outside (names
-	// against [MaxNameLen], values against [MaxSecretSize]) first.
-	AppendBody(b []byte) []byte
+	// fields walks the body with c (see codec.go).
+	fields(c *codec)
 }
 
-// bodySizer is implemented by the messages of this package so that
-// [AppendFrame] grows its buffer once: append growth would leave stray
-// copies of secret values in memory.
-type bodySizer interface{ bodySize() int }
-
 // AppendFrame appends the frame carrying m with the given id to dst and
-// returns the extended buffer. Passing a reused buffer, such as buf[:0],
-// makes encoding allocation-free.
+// returns the extended buffer. It sizes the frame first and grows dst at
+// most once, so no stray copy of a secret value is left by append growth;
+// passing a reused buffer, such as buf[:0], makes encoding
+// allocation-free.
 //
-// AppendFrame panics where m.AppendBody does. It does not check the total
-// size: a frame is valid only if its length field, len(frame)-4, is at most
-// [MaxFrameSize], which matters for a [Names] holding many names.
+// AppendFrame panics if m breaks a limit of its type, which is a
+// programming error: callers check input from outside (names against
+// [MaxNameLen], values against [MaxSecretSize]) first. It does not check
+// the total size: a frame is valid only if its length field, len(frame)-4,
+// is at most [MaxFrameSize], which matters for a [Names] holding many names.
 func AppendFrame(dst []byte, id uint32, m Message) []byte {
-	if s, ok := m.(bodySizer); ok {
-		dst = slices.Grow(dst, headerSize+s.bodySize())
-	}
-	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, byte(m.Type()))
-	dst = binary.BigEndian.AppendUint32(dst, id)
-	dst = m.AppendBody(dst)
-	n := len(dst) - start - 4
+	c := codecs.Get().(*codec)
+	defer codecs.Put(c)
+	*c = codec{mode: modeSize}
+	m.fields(c)
+	n := headerSize - 4 + c.size
 	if n > math.MaxUint32 {
 		panic("wire: frame longer than 4 GiB")
 	}
-	binary.BigEndian.PutUint32(dst[start:], uint32(n))
+	dst = slices.Grow(dst, 4+n)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	dst = append(dst, byte(m.Type()))
+	dst = binary.BigEndian.AppendUint32(dst, id)
+	*c = codec{mode: modeEncode, out: dst}
+	m.fields(c)
+	dst, c.out = c.out, nil
 	return dst
 }
+
+// codecs recycles codecs: passed through the Message interface, a codec
+// escapes to the heap, and encoding an answer must not allocate.
+var codecs = sync.Pool{New: func() any { return new(codec) }}
 
 // Marshal returns the frame carrying m with the given id. It panics where
 // [AppendFrame] does.

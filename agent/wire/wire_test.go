@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -37,43 +39,75 @@ func setLength(frame []byte, n uint32) []byte {
 	return f
 }
 
-// validFrames are written out by hand from the specification, one or more
-// per message type, so they test the encoder as well as the parser.
-var validFrames = []struct {
+// A vector is one valid frame from testdata/vectors.json, written out by
+// hand from the specification and shared with the Python and Node tests,
+// so it tests every encoder as well as every parser.
+type vector struct {
 	name  string
 	frame []byte
 	id    uint32
 	want  Message
-}{
-	{"hello", raw("00000008 01 00000001 01 0001"), 1, &Hello{Versions: []uint16{1}}},
-	{"hello/16", raw("00000026 01 fffffffe 10 0001 0002 0003 0004 0005 0006 0007 0008 0009 000a 000b 000c 000d 000e 000f ffff"),
-		0xfffffffe, &Hello{Versions: []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0xffff}}},
-	{"get", raw("00000019 02 00000002 0f 'binance/mm-prod' 00000000"), 2, &Get{Name: "binance/mm-prod"}},
-	{"get/version", raw("0000000b 02 00000003 01 'a' ffffffff"), 3, &Get{Name: "a", Version: math.MaxUint32}},
-	{"get/empty-name", raw("0000000a 02 00000004 00 00000007"), 4, &Get{Version: 7}},
-	{"list", raw("00000005 03 00000005"), 5, &List{}},
-	{"status", raw("00000005 04 00000006"), 6, &Status{}},
-	{"hello_ok", raw("00000015 81 00000001 0001 0d 'keyward 0.1.0'"), 1, &HelloOK{Version: 1, Agent: "keyward 0.1.0"}},
-	{"hello_ok/empty", raw("00000008 81 00000000 ffff 00"), 0, &HelloOK{Version: 0xffff}},
-	{"secret", raw("00000035 82 00000002 0f 'binance/mm-prod' 00000003 0000000068f1b480 00000010 'k3y-s3cr3t-v4lue'"),
-		2, &Secret{Name: "binance/mm-prod", Version: 3, Expires: 0x68f1b480, Value: []byte("k3y-s3cr3t-v4lue")}},
-	{"secret/negative-expiry-empty-value", raw("00000017 82 00000009 01 'x' 00000001 ffffffffffffffff 00000000"),
-		9, &Secret{Name: "x", Version: 1, Expires: -1, Value: []byte{}}},
-	{"names", raw("00000013 83 00000004 00000002 05 'a/one' 03 'b/2'"), 4, &Names{Names: []string{"a/one", "b/2"}}},
-	{"names/empty", raw("00000009 83 00000004 00000000"), 4, &Names{Names: []string{}}},
-	{"names/empty-name", raw("0000000a 83 00000004 00000001 00"), 4, &Names{Names: []string{""}}},
-	{"status_ok", raw("00000027 84 00000006 01 06 'pkcs11' 0000000c 0000000000bc614e 0d 'keyward 0.1.0'"),
-		6, &StatusOK{Healthy: true, Backend: "pkcs11", Secrets: 12, UptimeMS: 12345678, Agent: "keyward 0.1.0"}},
-	{"status_ok/unhealthy", raw("00000017 84 00000006 00 03 'tpm' 00000000 ffffffffffffffff 00"),
-		6, &StatusOK{Backend: "tpm", UptimeMS: math.MaxUint64}},
-	{"error", raw("00000028 ff 00000002 0002 001f 'access denied or no such secret'"),
-		2, &Error{Code: CodeDenied, Message: "access denied or no such secret"}},
-	{"error/unknown-code", raw("00000009 ff 00000007 03e7 0000"), 7, &Error{Code: 999}},
-	{"error/empty-message", raw("00000009 ff 00000007 0007 0000"), 7, &Error{Code: CodeInternal}},
+}
+
+// vectors loads testdata/vectors.json.
+func vectors(t testing.TB) []vector {
+	t.Helper()
+	b, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Vectors []struct {
+			Name, Frame, Type string
+			ID                uint32
+			Message           json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatalf("vectors.json: %v", err)
+	}
+	var out []vector
+	for _, v := range file.Vectors {
+		m := messageNamed(v.Type)
+		if m == nil {
+			t.Fatalf("vectors.json: %s: unknown type %q", v.Name, v.Type)
+		}
+		dec := json.NewDecoder(bytes.NewReader(v.Message))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(m); err != nil {
+			t.Fatalf("vectors.json: %s: %v", v.Name, err)
+		}
+		out = append(out, vector{v.Name, raw(v.Frame), v.ID, m})
+	}
+	return out
+}
+
+// messageNamed returns an empty message of the type named s, or nil.
+func messageNamed(s string) Message {
+	for _, e := range types {
+		if e.name == s {
+			return e.new()
+		}
+	}
+	return nil
+}
+
+// TestVectorsCoverEveryType: the shared vectors hold at least one frame
+// of every message type.
+func TestVectorsCoverEveryType(t *testing.T) {
+	seen := map[Type]bool{}
+	for _, v := range vectors(t) {
+		seen[v.want.Type()] = true
+	}
+	for _, e := range types {
+		if !seen[e.t] {
+			t.Errorf("testdata/vectors.json has no %s frame", e.name)
+		}
+	}
 }
 
 func TestParseValid(t *testing.T) {
-	for _, tc := range validFrames {
+	for _, tc := range vectors(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			id, m, err := Parse(tc.frame)
 			if err != nil || id != tc.id || !reflect.DeepEqual(m, tc.want) {
@@ -98,7 +132,7 @@ func checkParseError(t *testing.T, frame []byte, want error) {
 }
 
 func TestParseDamaged(t *testing.T) {
-	for _, tc := range validFrames {
+	for _, tc := range vectors(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range len(tc.frame) {
 				// Cut short, length field unchanged.
@@ -155,6 +189,9 @@ func TestParseInvalid(t *testing.T) {
 		{"status_ok/healthy-2", raw("00000017 84 00000006 02 03 'tpm' 00000000 0000000000000000 00"), ErrMalformed, "healthy is 2"},
 		{"status_ok/healthy-ff", raw("00000017 84 00000006 ff 03 'tpm' 00000000 0000000000000000 00"), ErrMalformed, "healthy is 255"},
 		{"error/message-exceeds-body", raw("0000000b ff 00000001 0001 0003 'ab'"), ErrMalformed, "message truncated"},
+		{"put/undefined-flag", raw("00000019 08 00000001 01 'x' 04 0000000000000000 00000000 00000001 'v'"), ErrMalformed, "flags 0x04 has undefined bits"},
+		{"health_ok/problems-exceed-body", raw("0000001e 88 00000001 01 0000000000000000 0000000000000000 00000000 00000009"), ErrMalformed, "count 9, but 0 bytes follow"},
+		{"watch/no-names", raw("00000006 06 00000001 00"), ErrMalformed, "0 names"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,6 +312,9 @@ func TestAppendFramePanics(t *testing.T) {
 		{"status_ok/long-backend", &StatusOK{Backend: long}},
 		{"status_ok/long-agent", &StatusOK{Agent: long}},
 		{"error/long-message", &Error{Message: strings.Repeat("m", math.MaxUint16+1)}},
+		{"watch/none", &Watch{}},
+		{"put/value-over-max", &Put{Name: "x", Value: make([]byte, MaxSecretSize+1)}},
+		{"health_ok/long-name", &HealthOK{Problems: []Issue{{Name: long}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,6 +411,31 @@ func BenchmarkParseGet(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := Parse(frame); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDocsListEveryType: the package doc and docs/protocol.md name every
+// message type, with its type byte, so that neither falls behind the code.
+func TestDocsListEveryType(t *testing.T) {
+	pkgDoc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range types {
+		goName := reflect.TypeOf(e.new()).Elem().Name()
+		if want := fmt.Sprintf("0x%02X %s ", uint8(e.t), goName); !strings.Contains(string(pkgDoc), want) {
+			t.Errorf("doc.go does not list %q", want)
+		}
+		if want := fmt.Sprintf("| `0x%02X` | %s |", uint8(e.t), goName); !strings.Contains(string(spec), want) {
+			t.Errorf("docs/protocol.md's message table does not list %q", want)
+		}
+		if want := fmt.Sprintf("### 0x%02X %s", uint8(e.t), goName); !strings.Contains(string(spec), want) {
+			t.Errorf("docs/protocol.md has no section %q", want)
 		}
 	}
 }
