@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
 	"github.com/keyward/keyward/client"
@@ -134,8 +134,8 @@ func benchAgent(b *testing.B, value string) (socket string, stop func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	aw := agent.NewAuditWriter(devnull, 0, nil)
-	srv, err := agent.New(agent.Config{Policy: pol, Audit: slog.New(slog.NewJSONHandler(aw, nil))})
+	aw := audit.New(devnull, nil)
+	srv, err := agent.New(agent.Config{Policy: pol, Audit: aw})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func benchAgent(b *testing.B, value string) (socket string, stop func()) {
 	return socket, func() {
 		srv.Shutdown(context.Background())
 		srv.Close()
-		aw.Close()
+		aw.Close(time.Second)
 		devnull.Close()
 	}
 }

@@ -1,11 +1,12 @@
 package agent
 
 import (
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/agent/wire"
@@ -262,4 +263,44 @@ func (c *Cache) Destroy() {
 			v.secret.Destroy()
 		}
 	}
+}
+
+// A loadChange is a version whose load result differs between two
+// caches: it fails now (now is the failure; kept says a copy loaded before
+// is still served) or it loads again (now is failNone).
+type loadChange struct {
+	name    string
+	version uint32
+	now     failure
+	kept    bool
+}
+
+// loadChanges compares what did not load in old (nil at start) and cur.
+func loadChanges(old, cur *Cache) []loadChange {
+	var out []loadChange
+	for _, name := range cur.names {
+		e := cur.secrets[name]
+		var before map[uint32]failure
+		if old != nil && old.secrets[name] != nil {
+			before = old.secrets[name].failed
+		}
+		for v, f := range e.failed {
+			if before[v] != f {
+				_, kept := e.find(v, time.Time{})
+				out = append(out, loadChange{name, v, f, kept == 0})
+			}
+		}
+		for v := range before {
+			if _, still := e.failed[v]; !still && cur.held(name, v) != nil {
+				out = append(out, loadChange{name, v, failNone, false})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b loadChange) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return int(int64(a.version) - int64(b.version))
+	})
+	return out
 }

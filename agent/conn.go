@@ -1,31 +1,29 @@
 package agent
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/peer"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
-	"github.com/keyward/keyward/store"
 )
 
 // conn is one client connection.
 type conn struct {
-	s     *Server
-	c     *net.UnixConn
-	uid   uint32 // from SO_PEERCRED at accept
-	peer  *peer.Peer
-	audit *slog.Logger // the audit logger with the caller attribute, formatted once
-	rec   auditRecord
+	s    *Server
+	c    *net.UnixConn
+	uid  uint32 // from SO_PEERCRED at accept
+	peer *peer.Peer
+	src  *audit.Source // the audit trail with the caller attribute, formatted once
+	rec  auditRecord
 
 	writeMu sync.Mutex // answers and watch notifications share the connection
 
@@ -153,7 +151,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.peer = p
-	c.audit = s.audit.With(slog.Attr{Key: "caller", Value: p.LogValue()})
+	c.src = s.audit.For(p.LogValue())
 	defer p.Close()
 	defer c.stopNotifications()
 	defer s.unwatch(c)
@@ -223,7 +221,7 @@ func (c *conn) logReadError(err error, started bool) {
 func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bool) (_ []byte, keep bool) {
 	s := c.s
 	badRequest := func(msg string) []byte {
-		c.auditEvent(t.String(), "", 0, "error", wire.CodeBadRequest, msg)
+		c.auditEvent(t.String(), "", 0, audit.Error, wire.CodeBadRequest, msg)
 		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: msg})
 	}
 	if !*hello {
@@ -256,7 +254,7 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 	if err := c.peer.Verify(); err != nil {
 		// The process that connected is gone or runs something else now:
 		// answer nothing more on this connection.
-		c.auditEvent(t.String(), requestName(m), 0, "deny", wire.CodeDenied, err.Error())
+		c.auditEvent(t.String(), requestName(m), 0, audit.Deny, wire.CodeDenied, err.Error())
 		return out, false
 	}
 	pol := s.policy.Load()
@@ -266,13 +264,13 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 	case *wire.List:
 		return c.list(out, id, pol), true
 	case *wire.Status:
-		c.auditEvent("status", "", 0, "allow", 0, "status is open to every connected caller")
+		c.auditEvent("status", "", 0, audit.Allow, 0, "status is open to every connected caller")
 		var secrets int
 		if pol.Names(c.peer) {
 			secrets = s.Secrets() // the count, to callers the policy names only
 		}
 		return wire.AppendFrame(out, id, &wire.StatusOK{
-			Healthy:  s.healthy.Load(),
+			Healthy:  s.backend.healthy(),
 			Backend:  s.cfg.Backend,
 			Secrets:  uint32(secrets),
 			UptimeMS: uint64(s.cfg.Now().Sub(s.started).Milliseconds()),
@@ -282,6 +280,14 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 		return c.reload(out, id, pol, m), true
 	case *wire.Watch:
 		return c.watch(out, id, pol, m), true
+	case *wire.Health:
+		return c.health(out, id, pol), true
+	case *wire.Put:
+		return c.put(out, id, pol, m), true
+	case *wire.Remove:
+		return c.remove(out, id, pol, m), true
+	case *wire.Prune:
+		return c.prune(out, id, pol), true
 	case *wire.Hello:
 		return badRequest("unexpected hello"), true
 	default:
@@ -304,18 +310,9 @@ func errorMessage(code wire.Code) *wire.Error {
 // or not the name exists.
 func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byte {
 	s := c.s
-	if store.ValidateName(m.Name) != nil {
-		c.auditEvent("get", "", m.Version, "error", wire.CodeBadRequest, "invalid secret name")
-		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"})
-	}
-	d := pol.Decide(c.peer, policy.OpGet, m.Name)
-	if !d.Allowed {
-		c.auditDecision("get", m.Name, m.Version, "deny", wire.CodeDenied, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
-	}
-	if d.Limiter != nil && !d.Limiter.Allow() {
-		c.auditDecision("get", m.Name, m.Version, "deny", wire.CodeRateLimited, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeRateLimited))
+	d, refused, ok := c.authorize(out, id, pol, "get", policy.OpGet, m.Name)
+	if !ok {
+		return refused
 	}
 	now := s.cfg.Now()
 	s.mu.RLock()
@@ -330,9 +327,9 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 		v, code = e.find(m.Version, now)
 	}
 	if v == nil {
-		decision := "error"
+		decision := audit.Error
 		if code == wire.CodeExpired {
-			decision = "deny"
+			decision = audit.Deny
 		}
 		c.auditDecision("get", m.Name, m.Version, decision, code, d)
 		return wire.AppendFrame(out, id, errorMessage(code))
@@ -342,41 +339,8 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 		exp = v.until.Unix()
 	}
 	out = wire.AppendFrame(out, id, &wire.Secret{Name: m.Name, Version: v.version, Expires: exp, Value: v.secret.Bytes()})
-	c.auditDecision("get", m.Name, v.version, "allow", 0, d)
+	c.auditDecision("get", m.Name, v.version, audit.Allow, 0, d)
 	return out
-}
-
-// reload answers an admin reload request: the store is re-read, so that
-// a rotation or a removal is served before the admin command returns.
-func (c *conn) reload(out []byte, id uint32, pol *policy.Policy, m *wire.Reload) []byte {
-	s := c.s
-	if store.ValidateName(m.Name) != nil {
-		c.auditEvent("reload", "", 0, "error", wire.CodeBadRequest, "invalid secret name")
-		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"})
-	}
-	d := pol.Decide(c.peer, policy.OpAdmin, m.Name)
-	if !d.Allowed {
-		c.auditDecision("reload", m.Name, 0, "deny", wire.CodeDenied, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
-	}
-	if s.cfg.Reload == nil {
-		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
-	}
-	if err := s.cfg.Reload(context.Background()); err != nil {
-		s.log.Error("reload requested by an admin failed; the running secrets stay", "peer", c.peer, "err", err)
-		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
-	}
-	v, exists := s.current(m.Name)
-	if v == 0 && exists {
-		// The secret is on disk but its newest version did not load: the
-		// admin must not be told it is gone.
-		c.auditDecision("reload", m.Name, 0, "error", wire.CodeUnavailable, d)
-		return wire.AppendFrame(out, id, errorMessage(wire.CodeUnavailable))
-	}
-	c.auditDecision("reload", m.Name, v, "allow", 0, d)
-	return wire.AppendFrame(out, id, &wire.Reloaded{Version: v})
 }
 
 // list answers with the names the caller may both list and get.
@@ -391,18 +355,9 @@ func (c *conn) list(out []byte, id uint32, pol *policy.Policy) []byte {
 	}
 	if size > wire.MaxFrameSize {
 		s.log.Error("list answer does not fit in a frame", "names", len(names), "bytes", size)
-		c.auditEvent("list", "", 0, "error", wire.CodeInternal, "too many names for one answer")
+		c.auditEvent("list", "", 0, audit.Error, wire.CodeInternal, "too many names for one answer")
 		return wire.AppendFrame(out, id, errorMessage(wire.CodeInternal))
 	}
-	c.auditEvent("list", "", 0, "allow", 0, "")
+	c.auditEvent("list", "", 0, audit.Allow, 0, "")
 	return wire.AppendFrame(out, id, &wire.Names{Names: names})
-}
-
-// emitAudit queues the request's audit event for the audit goroutine, so
-// that encoding and writing it stay off the caller's latency. The queue is
-// bounded: when it is full, serving waits rather than losing events.
-func (c *conn) emitAudit(start time.Time) {
-	if c.rec.set {
-		c.s.events.push(auditEvent{logger: c.audit, rec: c.rec, latency: time.Since(start)})
-	}
 }

@@ -1,9 +1,10 @@
 package agent
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
+
+	"github.com/keyward/keyward/agent/audit"
 )
 
 // Denied and malformed requests are audited, but a caller without rights
@@ -23,15 +24,13 @@ func newDenials() *budgets { return newBudgets(denialRate, denialBurst) }
 
 // reportDenials writes one audit event per uid whose denials were counted
 // since the last report.
-func reportDenials(d *budgets, audit *slog.Logger) {
+func reportDenials(d *budgets, log *audit.Log) {
 	d.refusals(func(uid uint32, ok bool, n int64) {
 		who := "other"
 		if ok {
 			who = strconv.FormatUint(uint64(uid), 10)
 		}
-		audit.LogAttrs(context.Background(), slog.LevelWarn, "decision",
-			slog.String("caller_uid", who), slog.String("decision", "deny"),
-			slog.Int64("suppressed", n),
-			slog.String("reason", "denied or malformed requests over the audit budget; refused as rate limited and counted here"))
+		log.Emit(audit.Event{Level: slog.LevelWarn, CallerUID: who, Decision: audit.Deny, Suppressed: n,
+			Reason: "denied or malformed requests over the audit budget; refused as rate limited and counted here"})
 	})
 }

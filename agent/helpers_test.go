@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
@@ -85,12 +86,13 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 	if opts.quietAudit {
 		auditW = io.Discard
 	}
+	auditTrail := audit.New(auditW, nil)
 	srv, err := agent.New(agent.Config{
 		Policy:         pol,
 		Backend:        "pkcs11",
 		Agent:          "keyward test",
 		Logger:         slog.New(slog.NewJSONHandler(ta.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Audit:          slog.New(slog.NewJSONHandler(auditW, nil)),
+		Audit:          auditTrail,
 		FrameTimeout:   opts.frameTimeout,
 		IdleTimeout:    opts.idleTimeout,
 		MaxConns:       opts.maxConns,
@@ -114,6 +116,7 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 		srv.Shutdown(ctx)
 		<-done
 		srv.Close()
+		auditTrail.Close(time.Second)
 		if out := ta.audit.String() + ta.logs.String(); containsAny(out, secrets) {
 			t.Errorf("a secret value appears in the logs:\n%s", out)
 		}

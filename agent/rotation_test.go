@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/store"
@@ -219,17 +219,19 @@ func TestExpiryWarning(t *testing.T) {
 	if _, err := st.Put(ctx, "binance/later", []byte("z"), store.PutOptions{Expires: time.Now().Add(30 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	audit := &auditLog{}
+	log := &auditLog{}
+	trail := audit.New(log, nil)
+	defer trail.Close(time.Second)
 	socket := filepath.Join(publicDir(t), "agent.sock")
 	stop := startRun(t, st, adminPolicy, socket, agent.RunConfig{
 		ExpiryWarning: 7 * 24 * time.Hour,
-		Server:        agent.Config{Audit: slog.New(slog.NewJSONHandler(audit, nil))},
+		Server:        agent.Config{Audit: trail},
 	})
 	defer stop()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		var warned []string
-		for _, ev := range audit.events(t) {
+		for _, ev := range log.events(t) {
 			if ev["op"] == "expiry" {
 				warned = append(warned, fmt.Sprint(ev["secret"]))
 			}
@@ -242,5 +244,5 @@ func TestExpiryWarning(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Errorf("no expiry warning in the audit trail:\n%s", audit)
+	t.Errorf("no expiry warning in the audit trail:\n%s", log)
 }

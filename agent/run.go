@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -18,8 +17,8 @@ import (
 
 // RunConfig configures [Run]: the daemon's whole life.
 type RunConfig struct {
-	// Server configures the server; its Policy is loaded by Run from
-	// PolicyPath and need not be set.
+	// Server configures the server. Run sets its Policy, from PolicyPath,
+	// and its Store.
 	Server Config
 	// Store is the store to serve, opened with its backend.
 	Store *store.Store
@@ -28,13 +27,15 @@ type RunConfig struct {
 	// Listener is the socket to serve on, from [Listen] or systemd.
 	Listener net.Listener
 	// Health, if set, is called every HealthInterval to check the
-	// backend; status reports the result.
+	// backend; status and health report the result, and when the backend
+	// answers again after an outage, the versions it could not unwrap
+	// meanwhile are loaded.
 	Health func(ctx context.Context) error
-	// HealthInterval defaults to 30s.
+	// HealthInterval defaults to 5s.
 	HealthInterval time.Duration
 	// HealthResult, if set, is called with the result of every Health
-	// check (nil when the backend is healthy): a service manager's
-	// watchdog is fed from it, so it stops when the backend does.
+	// check (nil when the backend is healthy), for a service manager's
+	// status and watchdog.
 	HealthResult func(err error)
 	// ShutdownTimeout bounds how long SIGTERM waits for requests in
 	// flight. Default 10s.
@@ -47,6 +48,13 @@ type RunConfig struct {
 	// and when it starts to stop, with a short status line.
 	Ready func(event, status string)
 }
+
+// Lifecycle events passed to RunConfig.Ready.
+const (
+	EventReady     = "ready"
+	EventReloading = "reloading"
+	EventStopping  = "stopping"
+)
 
 // Run loads the policy and every secret, serves on cfg.Listener until ctx
 // is done, reloads policy and store on SIGHUP, and on exit drains
@@ -68,35 +76,18 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err := cfg.Store.FinishPending(); err != nil {
 		log.Warn("could not check the store for an unfinished re-wrap", "err", err)
 	}
-	cache, err := loadCache(ctx, cfg.Store, nil, log)
-	if err != nil {
-		return err
-	}
 	sc := cfg.Server
-	sc.Policy = pol
-	var s *Server
-	var storeMu sync.Mutex // one store reload or prune at a time
-	reloadStore := func(ctx context.Context) error {
-		storeMu.Lock()
-		defer storeMu.Unlock()
-		cache, err := loadCache(ctx, cfg.Store, s.servedCache(), log)
-		if err != nil {
-			return err
-		}
-		if ctx.Err() != nil {
-			cache.Destroy() // the agent is stopping
-			return ctx.Err()
-		}
-		s.SetCache(cache)
-		return nil
-	}
-	sc.Reload = reloadStore
-	s, err = New(sc)
+	sc.Policy, sc.Store = pol, cfg.Store
+	s, err := New(sc)
 	if err != nil {
-		cache.Destroy()
 		return err
 	}
 	defer s.Close()
+	cache, _, err := LoadCache(ctx, cfg.Store, nil)
+	if err != nil {
+		return err
+	}
+	s.reportLoad(nil, cache)
 	s.SetCache(cache)
 
 	hup := make(chan os.Signal, 1)
@@ -105,38 +96,25 @@ func Run(ctx context.Context, cfg RunConfig) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.Serve(cfg.Listener) }()
-	go pruneEvery(ctx, time.Minute, func() {
-		storeMu.Lock()
-		pruned, err := cfg.Store.Prune(s.cfg.Now())
-		storeMu.Unlock()
-		if err != nil {
+	go every(ctx, time.Minute, func() {
+		if _, err := s.prune(nil); err != nil {
 			log.Error("pruning retired versions failed", "err", err)
-		}
-		for _, p := range pruned {
-			s.audit.LogAttrs(context.Background(), slog.LevelInfo, "decision",
-				slog.String("op", "prune"), slog.String("decision", "allow"),
-				slog.String("secret", p.Name), slog.Uint64("version", uint64(p.Version)),
-				slog.String("reason", "retired at "+p.Retired.UTC().Format(time.RFC3339)+": deleted from the store"))
-		}
-		if len(pruned) > 0 {
-			if err := reloadStore(ctx); err != nil {
-				log.Error("store reload after pruning failed", "err", err)
-			}
 		}
 	})
 	if cfg.ExpiryWarning > 0 {
-		go pruneEvery(ctx, 24*time.Hour, func() { s.warnExpiring(cfg.ExpiryWarning) })
+		go every(ctx, 24*time.Hour, func() { s.warnExpiring(cfg.ExpiryWarning) })
 	}
 	if cfg.Health != nil {
 		hctx, stopHealth := context.WithCancel(ctx) // ends with Run, not after
 		defer stopHealth()
-		go monitorHealth(hctx, s, cfg.Health, cfg.HealthResult, orDefault(cfg.HealthInterval, 30*time.Second), log)
+		interval := orDefault(cfg.HealthInterval, 5*time.Second)
+		go every(hctx, interval, func() { s.monitor(hctx, cfg.Health, cfg.HealthResult, interval) })
 	}
 	status := func() string {
 		return fmt.Sprintf("serving %d secrets, %d policy rules", s.Secrets(), s.policy.Load().Rules())
 	}
 	log.Info("agent ready", "socket", cfg.Listener.Addr().String(), "secrets", s.Secrets(), "rules", pol.Rules())
-	notify("ready", status())
+	notify(EventReady, status())
 
 	// A reload runs beside this loop, so that a hung HSM call during one
 	// cannot keep SIGTERM from being handled; SIGHUPs that arrive during
@@ -145,9 +123,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	reloading, again := false, false
 	startReload := func() {
 		reloading = true
-		notify("reloading", "reloading policy and store")
+		notify(EventReloading, "reloading policy and store")
 		go func() {
-			reload(ctx, s, cfg, log)
+			s.reload(ctx, cfg.PolicyPath)
 			reloaded <- struct{}{}
 		}()
 	}
@@ -161,7 +139,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			}
 		case <-reloaded:
 			reloading = false
-			notify("ready", status())
+			notify(EventReady, status())
 			if again {
 				again = false
 				startReload()
@@ -169,7 +147,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		case err := <-serveErr:
 			return fmt.Errorf("agent stopped serving: %w", err)
 		case <-ctx.Done():
-			notify("stopping", "draining connections")
+			notify(EventStopping, "draining connections")
 			log.Info("agent stopping")
 			sctx, cancel := context.WithTimeout(context.Background(), orDefault(cfg.ShutdownTimeout, 10*time.Second))
 			defer cancel()
@@ -186,66 +164,36 @@ func Run(ctx context.Context, cfg RunConfig) error {
 
 // reload re-reads the policy and the store, keeping what runs when either
 // fails.
-func reload(ctx context.Context, s *Server, cfg RunConfig, log *slog.Logger) {
-	if pol, err := policy.Load(cfg.PolicyPath); err != nil {
-		log.Error("policy reload refused; the running policy stays", "path", cfg.PolicyPath, "err", err)
+func (s *Server) reload(ctx context.Context, policyPath string) {
+	if pol, err := policy.Load(policyPath); err != nil {
+		s.log.Error("policy reload refused; the running policy stays", "path", policyPath, "err", err)
 	} else {
 		s.SetPolicy(pol)
-		log.Info("policy reloaded", "rules", pol.Rules())
-		logPolicyWarnings(log, pol)
+		s.log.Info("policy reloaded", "rules", pol.Rules())
+		logPolicyWarnings(s.log, pol)
 	}
-	if err := s.cfg.Reload(ctx); err != nil {
-		log.Error("store reload failed; the running secrets stay", "err", err)
+	if err := s.reloadStore(ctx); err != nil {
+		s.log.Error("store reload failed; the running secrets stay", "err", err)
 	} else {
-		log.Info("store reloaded", "secrets", s.Secrets())
+		s.log.Info("store reloaded", "secrets", s.Secrets())
 	}
 }
 
-func loadCache(ctx context.Context, st *store.Store, prev *Cache, log *slog.Logger) (*Cache, error) {
-	cache, skipped, err := LoadCache(ctx, st, prev)
-	for _, e := range skipped {
-		log.Error("secret not loaded", "err", e)
+// monitor checks the backend once and reports the result; when it
+// answers and versions did not load for lack of it, the store is
+// reloaded, so that rotations made during an outage are served without a
+// restart.
+func (s *Server) monitor(ctx context.Context, check func(context.Context) error, report func(error), interval time.Duration) {
+	err := s.checkBackend(ctx, check, interval)
+	if ctx.Err() != nil {
+		return
 	}
-	return cache, err
-}
-
-// pruneEvery runs prune (or any periodic job) at start and then every
-// interval until ctx ends.
-func pruneEvery(ctx context.Context, every time.Duration, prune func()) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		prune()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	if report != nil {
+		report(err)
 	}
-}
-
-func monitorHealth(ctx context.Context, s *Server, check func(context.Context) error, report func(error),
-	every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		cctx, cancel := context.WithTimeout(ctx, every/2)
-		err := check(cctx)
-		cancel()
-		if was := s.healthy.Swap(err == nil); was != (err == nil) {
-			if err != nil {
-				log.Error("backend unhealthy; serving from memory continues", "err", err)
-			} else {
-				log.Info("backend healthy again")
-			}
-		}
-		if report != nil && ctx.Err() == nil {
-			report(err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	if err == nil && s.backendFailures() > 0 {
+		if rerr := s.reloadStore(ctx); rerr != nil && ctx.Err() == nil {
+			s.log.Warn("reloading what the backend could not unwrap failed; retrying at the next check", "err", rerr)
 		}
 	}
 }
@@ -253,5 +201,19 @@ func monitorHealth(ctx context.Context, s *Server, check func(context.Context) e
 func logPolicyWarnings(log *slog.Logger, pol *policy.Policy) {
 	for _, w := range pol.ExeWarnings() {
 		log.Warn("policy: " + w)
+	}
+}
+
+// every runs job at once and then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, job func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		job()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,8 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/peer"
 	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/store"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown].
@@ -26,14 +29,20 @@ type Config struct {
 	// Policy decides who may do what. It can be replaced while serving
 	// with [Server.SetPolicy].
 	Policy *policy.Policy
+	// Store is the store the agent serves and writes for administrative
+	// requests, opened with its backend. Nil serves only what
+	// [Server.SetCache] installs and answers administrative requests
+	// unavailable.
+	Store *store.Store
 	// Backend names the root-key backend in status answers ("pkcs11").
 	Backend string
 	// Agent is the software name and version sent in hello and status.
 	Agent string
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
-	// Audit receives one event per decision; nil discards them.
-	Audit *slog.Logger
+	// Audit receives one event per decision; nil discards them. The
+	// caller closes it after [Server.Close].
+	Audit *audit.Log
 	// MaxConns bounds open connections; more are closed at accept.
 	// Default 1024.
 	MaxConns int
@@ -50,9 +59,6 @@ type Config struct {
 	Hasher *peer.Hasher
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// Reload, if set, re-reads the store and swaps the cache; it answers
-	// the admin reload request. Run sets it.
-	Reload func(ctx context.Context) error
 }
 
 // A Server serves secrets from a [Cache] over Unix stream connections to
@@ -62,22 +68,26 @@ type Config struct {
 // A Server is safe for concurrent use: SetCache and SetPolicy may be called
 // while it serves.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	audit    *slog.Logger
-	events   *auditQueue // to the audit goroutine
-	watch    watchers
-	denials  *budgets // audited denials per uid
-	connects *budgets // new connections per uid
-	refused  refusalLog
-	auditWG  sync.WaitGroup
-	started  time.Time
+	cfg       Config
+	log       *slog.Logger
+	audit     *audit.Log
+	ownAudit  bool // the Server made audit and closes it
+	watch     watchers
+	denials   *budgets // audited denials per uid
+	connects  *budgets // new connections per uid
+	refused   refusalLog
+	backend   backendState
+	started   time.Time
+	stop      context.Context // done once Shutdown starts: work for a connection ends
+	stopNow   context.CancelFunc
+	reportsWG sync.WaitGroup
 
 	mu    sync.RWMutex // guards cache; readers hold it while copying a secret out
 	cache *Cache
 
-	policy  atomic.Pointer[policy.Policy]
-	healthy atomic.Bool
+	storeMu sync.Mutex // one store reload, prune or write at a time
+
+	policy atomic.Pointer[policy.Policy]
 
 	connsMu   sync.Mutex // guards conns, byUID, listeners; taken before a conn's mu
 	conns     map[*conn]struct{}
@@ -113,26 +123,49 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Agent == "" {
 		cfg.Agent = "keyward"
 	}
-	discard := slog.New(slog.DiscardHandler)
 	s := &Server{
 		cfg:       cfg,
-		log:       orDefault(cfg.Logger, discard),
-		audit:     orDefault(cfg.Audit, discard),
+		log:       orDefault(cfg.Logger, slog.New(slog.DiscardHandler)),
+		audit:     cfg.Audit,
 		started:   cfg.Now(),
 		cache:     &Cache{secrets: map[string]*cacheEntry{}},
 		conns:     make(map[*conn]struct{}),
 		byUID:     make(map[uint32]map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 	}
+	if s.audit == nil {
+		s.audit, s.ownAudit = audit.New(io.Discard, nil), true
+	}
+	s.stop, s.stopNow = context.WithCancel(context.Background())
 	s.policy.Store(cfg.Policy)
-	s.healthy.Store(true)
-	s.events = newAuditQueue()
+	s.backend.ok = true
 	s.watch.conns = make(map[*conn]map[string]uint32)
 	s.denials = newDenials()
 	s.connects = newBudgets(connectRate, connectBurst)
 	s.refused.log = s.log
-	s.auditWG.Go(s.writeAudit)
+	s.reportsWG.Go(s.reportLoop)
 	return s, nil
+}
+
+// reportLoop writes, once a second until the Server stops, the counts of
+// refusals over the audit budget.
+func (s *Server) reportLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop.Done():
+			reportDenials(s.denials, s.audit)
+			return
+		case <-t.C:
+			reportDenials(s.denials, s.audit)
+		}
+	}
+}
+
+// systemEvent audits an act of the agent's own: no caller, no latency.
+func (s *Server) systemEvent(level slog.Level, op string, d audit.Decision, secret string, version uint32, reason string) {
+	s.audit.Emit(audit.Event{Level: level, Op: op, Decision: d, Secret: secret, Version: version, Reason: reason})
 }
 
 func orDefault[T comparable](v, def T) T {
@@ -190,18 +223,21 @@ func (s *Server) warnExpiring(window time.Duration) {
 		if v == nil || v.until.IsZero() || v.until.Sub(now) > window {
 			continue
 		}
-		s.audit.LogAttrs(context.Background(), slog.LevelWarn, "expiry",
-			slog.String("op", "expiry"), slog.String("secret", name), slog.Uint64("version", uint64(v.version)),
-			slog.String("expires", v.until.UTC().Format(time.RFC3339)),
-			slog.String("reason", "the current version expires within the warning window: rotate it"))
+		s.audit.Emit(audit.Event{Level: slog.LevelWarn, Op: "expiry", Secret: name, Version: v.version, Expires: v.until,
+			Reason: "the current version expires within the warning window: rotate it"})
 	}
+}
+
+// backendFailures returns how many versions did not load because the
+// backend did not unwrap them.
+func (s *Server) backendFailures() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cache.failures()
 }
 
 // SetPolicy replaces the policy for every request that starts after it.
 func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
-
-// SetHealthy records the backend's health, reported by status.
-func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
 
 // Secrets returns the number of secrets being served.
 func (s *Server) Secrets() int {
@@ -271,6 +307,7 @@ func (s *Server) trackListener(l net.Listener, add bool) bool {
 // hung file system) is abandoned rather than holding the agent up. It does
 // not destroy the cache: call Close.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopNow()
 	s.connsMu.Lock()
 	s.closing.Store(true)
 	for l := range s.listeners {
@@ -305,18 +342,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // should end at once.
 const abandonAfter = 2 * time.Second
 
-// Close zeroes every cached secret and writes the audit events still
-// queued, waiting at most abandonAfter for a stuck audit destination. Call
-// it once, after Shutdown.
+// Close zeroes every cached secret and stops the Server's own goroutines.
+// Call it once, after Shutdown. An audit Log from Config stays open: its
+// owner closes it after Close.
 func (s *Server) Close() {
+	s.stopNow()
 	s.SetCache(&Cache{secrets: map[string]*cacheEntry{}})
-	s.events.close()
-	done := make(chan struct{})
-	go func() { s.auditWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(abandonAfter):
-		s.log.Error("audit events not written: the audit destination does not accept writes")
+	s.reportsWG.Wait()
+	if s.ownAudit {
+		s.audit.Close(abandonAfter)
 	}
 }
 

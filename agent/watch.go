@@ -5,9 +5,9 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
-	"github.com/keyward/keyward/store"
 )
 
 // watchers tracks the connections that watch names, and the version each
@@ -28,13 +28,8 @@ const maxWatched = 256
 func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) []byte {
 	s := c.s
 	for _, n := range m.Names {
-		if store.ValidateName(n) != nil {
-			c.auditEvent("watch", "", 0, "error", wire.CodeBadRequest, "invalid secret name")
-			return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"})
-		}
-		if d := pol.Decide(c.peer, policy.OpWatch, n); !d.Allowed {
-			c.auditDecision("watch", n, 0, "deny", wire.CodeDenied, d)
-			return wire.AppendFrame(out, id, errorMessage(wire.CodeDenied))
+		if _, refused, ok := c.authorize(out, id, pol, "watch", policy.OpWatch, n); !ok {
+			return refused
 		}
 	}
 	s.watch.mu.Lock()
@@ -44,7 +39,7 @@ func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) [
 		seen = make(map[string]uint32)
 	}
 	if len(seen)+len(m.Names) > maxWatched {
-		c.auditEvent("watch", m.Names[0], 0, "error", wire.CodeBadRequest, "too many watched names")
+		c.auditEvent("watch", m.Names[0], 0, audit.Error, wire.CodeBadRequest, "too many watched names")
 		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "too many watched names on one connection"})
 	}
 	s.watch.conns[c] = seen
@@ -53,7 +48,7 @@ func (c *conn) watch(out []byte, id uint32, pol *policy.Policy, m *wire.Watch) [
 		versions[i], _ = s.current(n)
 		seen[n] = versions[i]
 	}
-	c.auditEvent("watch", m.Names[0], 0, "allow", 0, "watching "+strconv.Itoa(len(m.Names))+" name(s)")
+	c.auditEvent("watch", m.Names[0], 0, audit.Allow, 0, "watching "+strconv.Itoa(len(m.Names))+" name(s)")
 	c.notify(wire.AppendFrame(nil, id, &wire.Watching{Versions: versions}))
 	return out
 }

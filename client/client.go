@@ -202,8 +202,8 @@ func (c *Client) Get(ctx context.Context, name string) (*Secret, error) {
 
 // GetVersion returns a given version of a secret; 0 means the current one.
 func (c *Client) GetVersion(ctx context.Context, name string, version uint32) (*Secret, error) {
-	if len(name) == 0 || len(name) > wire.MaxNameLen {
-		return nil, fmt.Errorf("%w: secret name of %d bytes", ErrBadRequest, len(name))
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	var s *Secret
 	err := c.do(ctx, &wire.Get{Name: name, Version: version}, func(m wire.Message) error {
@@ -261,8 +261,20 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 }
 
 // do sends req on a pooled connection and passes the answer to use while
-// the connection's buffer still holds it. Error answers become *Error.
+// the connection's buffer still holds it. Error answers become *Error. A
+// request that failed on a connection the agent had closed is sent again
+// on a fresh one: only reads use do.
 func (c *Client) do(ctx context.Context, req wire.Message, use func(wire.Message) error) error {
+	return c.send(ctx, req, use, true)
+}
+
+// doOnce is do for a request that changes something: it is never sent
+// twice, since the agent may have acted on it before the connection broke.
+func (c *Client) doOnce(ctx context.Context, req wire.Message, use func(wire.Message) error) error {
+	return c.send(ctx, req, use, false)
+}
+
+func (c *Client) send(ctx context.Context, req wire.Message, use func(wire.Message) error, retry bool) error {
 	if c.turns != nil {
 		select {
 		case c.turns <- struct{}{}:
@@ -282,7 +294,7 @@ func (c *Client) do(ctx context.Context, req wire.Message, use func(wire.Message
 		case err == nil || errors.As(err, &werr):
 			c.put(cn)
 			return err
-		case errors.Is(err, errStale) && reused && attempt == 0:
+		case errors.Is(err, errStale) && reused && attempt == 0 && retry:
 			cn.close()
 			continue
 		default:
@@ -327,8 +339,8 @@ func (c *Client) put(cn *conn) {
 // or removal, and returns the version it now serves (0: none). The caller
 // needs the admin permission on name.
 func (c *Client) Reload(ctx context.Context, name string) (uint32, error) {
-	if len(name) == 0 || len(name) > wire.MaxNameLen {
-		return 0, fmt.Errorf("%w: secret name of %d bytes", ErrBadRequest, len(name))
+	if err := checkName(name); err != nil {
+		return 0, err
 	}
 	var v uint32
 	err := c.do(ctx, &wire.Reload{Name: name}, func(m wire.Message) error {

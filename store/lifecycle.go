@@ -218,8 +218,9 @@ type Pruned struct {
 // expired — and returns them. The latest version of a secret is never
 // removed: an expired one stays, so it is refused as expired rather than
 // unknown. A secret with a damaged version is left alone: an operator
-// must look at it first.
-func (s *Store) Prune(now time.Time) ([]Pruned, error) {
+// must look at it first. When only is not nil, only the secrets it
+// accepts are pruned.
+func (s *Store) Prune(now time.Time, only func(name string) bool) ([]Pruned, error) {
 	unlock, err := s.lock()
 	if err != nil {
 		return nil, err
@@ -231,7 +232,7 @@ func (s *Store) Prune(now time.Time) ([]Pruned, error) {
 	}
 	var pruned []Pruned
 	for _, sec := range secrets {
-		if sec.Damaged() {
+		if sec.Damaged() || only != nil && !only(sec.Name) {
 			continue
 		}
 		for _, v := range sec.Versions {

@@ -117,7 +117,7 @@ func TestLifecycleDamaged(t *testing.T) {
 	if v2 := sec.Versions[1]; v2.State(now, 0).Served() {
 		t.Errorf("v2 under a damaged v3 is %s until %v; want it not served", v2.State(now, 0), v2.Until)
 	}
-	pruned, err := s.Prune(t0.Add(48 * time.Hour))
+	pruned, err := s.Prune(t0.Add(48*time.Hour), nil)
 	if err != nil || len(pruned) != 0 {
 		t.Errorf("Prune() of a secret with a damaged version = %v, %v; want nothing deleted", pruned, err)
 	}

@@ -22,7 +22,28 @@ var (
 	// ErrExists means Put was asked for a secret that already exists
 	// without [PutOptions.NewVersion].
 	ErrExists = errors.New("store: secret already exists")
+
+	// ErrCurrentVersion means RemoveVersion was asked to remove the
+	// current version of a secret that has older ones: that would serve
+	// an older version again.
+	ErrCurrentVersion = errors.New("store: the version is the current one")
 )
+
+// An inputError is a request the store refuses for what it asks, not for
+// the state of the store or the backend.
+type inputError struct{ error }
+
+func (e inputError) Unwrap() error { return e.error }
+
+func inputErrorf(format string, args ...any) error { return inputError{fmt.Errorf(format, args...)} }
+
+// IsInputError reports whether err refuses what was asked (an invalid name,
+// a value too large, an expiry in the past, a negative grace) rather than
+// failing to do it: retrying the same request never helps.
+func IsInputError(err error) bool {
+	var ie inputError
+	return errors.As(err, &ie) || errors.Is(err, ErrInvalidName)
+}
 
 // Ext is the file name extension of an envelope.
 const Ext = ".kwe"
@@ -116,6 +137,10 @@ type PutOptions struct {
 	// Grace is how long the previous version stays servable once this
 	// one is current (a rotation); 0 retires it at once.
 	Grace time.Duration
+	// MustExist refuses a secret with no version yet, with an error
+	// wrapping [ErrNotFound]: a rotation must not create a secret from
+	// a typo.
+	MustExist bool
 }
 
 // Put seals value as the next version of name and returns that version.
@@ -130,7 +155,13 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 	}
 	now := s.cfg.Now().Truncate(time.Second)
 	if !opts.Expires.IsZero() && !opts.Expires.After(now) {
-		return 0, fmt.Errorf("expiry %s is not in the future", opts.Expires.UTC().Format(time.RFC3339))
+		return 0, inputErrorf("expiry %s is not in the future", opts.Expires.UTC().Format(time.RFC3339))
+	}
+	if opts.Grace < 0 {
+		return 0, inputErrorf("grace period %v is negative", opts.Grace)
+	}
+	if len(value) > MaxSecretSize {
+		return 0, inputErrorf("secret of %d bytes is larger than the %d-byte limit", len(value), MaxSecretSize)
 	}
 	unlock, err := s.lock()
 	if err != nil {
@@ -142,14 +173,14 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 		return 0, err
 	}
 	var version uint32 = 1
+	if len(versions) == 0 && opts.MustExist {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
 	if len(versions) > 0 {
 		if !opts.NewVersion {
 			return 0, fmt.Errorf("%w: %s has version %d", ErrExists, name, versions[len(versions)-1])
 		}
 		version = versions[len(versions)-1] + 1
-	}
-	if opts.Grace < 0 {
-		return 0, fmt.Errorf("grace period %v is negative", opts.Grace)
 	}
 	var prevUntil time.Time
 	if version > 1 && opts.Grace > 0 {
@@ -372,6 +403,37 @@ func (s *Store) Remove(name string) (int, error) {
 		os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, v)))
 	}
 	return len(versions), syncDir(s.cfg.Dir)
+}
+
+// RemoveVersion deletes one version of name and returns 1. It refuses the
+// current version of a secret that has older ones ([ErrCurrentVersion]):
+// removing it would serve an older version again; rotate instead, or
+// remove the secret. The error wraps [ErrNotFound] if there is no such
+// version.
+func (s *Store) RemoveVersion(name string, version uint32) (int, error) {
+	if err := ValidateName(name); err != nil {
+		return 0, err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	versions, err := s.versions(name)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case !slices.Contains(versions, version):
+		return 0, fmt.Errorf("%w: %s version %d", ErrNotFound, name, version)
+	case version == versions[len(versions)-1] && len(versions) > 1:
+		return 0, fmt.Errorf("%w: %s version %d; rotate it, or remove every version", ErrCurrentVersion, name, version)
+	}
+	if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(name, version))); err != nil {
+		return 0, fmt.Errorf("failed to remove %s version %d: %w", name, version, err)
+	}
+	os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, version)))
+	return 1, syncDir(s.cfg.Dir)
 }
 
 // versions lists the versions of name present on disk, ascending.

@@ -8,8 +8,6 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
-
-	"github.com/keyward/keyward/agent"
 )
 
 // activationFiles returns the file descriptors systemd passed and removes
@@ -20,18 +18,16 @@ var activationFiles = func() []*os.File { return activation.Files(true) }
 // sockets (socket activation, LISTEN_FDS), it must have passed exactly one,
 // a listening Unix stream socket, which is returned with activated true;
 // anything else is an error that says what was passed. When none was
-// passed, Listener creates the socket with [agent.Listen](cfg).
+// passed, Listener returns what create returns: the socket the agent makes
+// itself (agent.Listen).
 //
 // The passed socket belongs to the socket unit: closing the listener does
 // not remove its file.
-func Listener(cfg agent.ListenConfig) (l net.Listener, activated bool, err error) {
+func Listener(create func() (net.Listener, error)) (l net.Listener, activated bool, err error) {
 	files := activationFiles()
 	if len(files) == 0 {
-		ul, err := agent.Listen(cfg)
-		if err != nil {
-			return nil, false, err
-		}
-		return ul, false, nil
+		l, err := create()
+		return l, false, err
 	}
 	defer func() {
 		for _, f := range files {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/keyward/keyward/agent"
 )
 
 // roleEnv makes the test binary act as a process that systemd started
@@ -31,7 +29,9 @@ func listenerRole() int {
 	if os.Getenv("LISTEN_FDS") != "" {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
-	l, activated, err := Listener(agent.ListenConfig{Path: os.Getenv("KEYWARD_TEST_SOCKET"), GID: -1})
+	l, activated, err := Listener(func() (net.Listener, error) {
+		return net.Listen("unix", os.Getenv("KEYWARD_TEST_SOCKET"))
+	})
 	left := os.Getenv("LISTEN_FDS") + os.Getenv("LISTEN_PID") + os.Getenv("LISTEN_FDNAMES")
 	if err != nil {
 		fmt.Printf("activated=%v env=%q err=%v\n", activated, left, err)

@@ -79,10 +79,12 @@ func (n *Notifier) Event(event, status string) {
 	}
 }
 
-// Health reports the result of a backend health check: nil sends the
-// watchdog ping (when the watchdog is on); an error sends none, so that
-// systemd restarts an agent whose backend stays unhealthy for WatchdogSec.
-// A change of state updates STATUS=.
+// Health reports the result of a backend health check. Every check that
+// completes sends the watchdog ping (when the watchdog is on), whatever its
+// result: the agent serves what it holds through a backend outage and
+// recovers by itself when the backend answers again, and a restart would
+// lose what it holds. The watchdog so restarts only an agent whose checks
+// stop completing: one that hangs. A change of state updates STATUS=.
 func (n *Notifier) Health(err error) {
 	why := ""
 	if err != nil {
@@ -97,7 +99,7 @@ func (n *Notifier) Health(err error) {
 	line := n.statusLine()
 	n.mu.Unlock()
 	var states []string
-	if err == nil && n.watchdog > 0 {
+	if n.watchdog > 0 {
 		states = append(states, daemon.SdNotifyWatchdog)
 	}
 	if changed {
@@ -115,7 +117,7 @@ func (n *Notifier) statusLine() string {
 		s = "starting"
 	}
 	if n.unhealthy != "" {
-		s += "; backend unhealthy: " + n.unhealthy
+		s += "; backend unavailable, serving what the agent holds: " + n.unhealthy
 	} else {
 		s += "; backend healthy"
 	}

@@ -63,7 +63,8 @@ func TestNotifier(t *testing.T) {
 		"WATCHDOG=1",
 		"RELOADING=1\nMONOTONIC_USEC=*\nSTATUS=reloading policy and store; backend healthy",
 		"READY=1\nSTATUS=serving 3 secrets, 1 policy rules; backend healthy",
-		"STATUS=serving 3 secrets, 1 policy rules; backend unhealthy: hsm: token \"keyward\" is not usable",
+		"WATCHDOG=1\nSTATUS=serving 3 secrets, 1 policy rules; backend unavailable, serving what the agent holds: hsm: token \"keyward\" is not usable",
+		"WATCHDOG=1",
 		"WATCHDOG=1\nSTATUS=serving 3 secrets, 1 policy rules; backend healthy",
 		"STOPPING=1\nSTATUS=draining connections; backend healthy",
 	}

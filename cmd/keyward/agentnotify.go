@@ -4,42 +4,91 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/store"
 )
 
-// tellAgent asks a running agent to re-read name, so that what the command
-// just changed in the store is served when the command returns. No agent
-// running is fine; an agent that refuses is reported, since it keeps
-// serving what it had.
-func tellAgent(c *cli.Context, cfg config.Config, name string) {
-	socket := os.Getenv(client.SocketEnv)
-	if socket == "" {
-		socket = cfg.Agent.Socket
+// The commands that change the store (put, rotate, rm, prune) go through a
+// running agent, which seals with the backend session it already holds:
+// the CLI then never opens the token (SoftHSM rewrites its token file at
+// every login, and a process killed at that moment destroyed the token),
+// the administrator needs the admin permission instead of the PIN, and the
+// agent serves the change before the command returns. With no agent
+// running, the CLI works on the store itself.
+
+// agentSocket is the socket the CLI talks to: $KEYWARD_SOCKET, else the
+// configured one.
+func agentSocket(cfg config.Config) string {
+	if s := os.Getenv(client.SocketEnv); s != "" {
+		return s
 	}
-	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	return cfg.Agent.Socket
+}
+
+// runningAgent returns a client of the agent answering on the socket; nil
+// when no agent runs there (no socket, or nothing listens), so that the
+// command may open the store itself; or an error when that cannot be told
+// (permission denied, no answer), since opening the backend under a
+// running agent is what must not happen.
+func runningAgent(c *cli.Context, cfg config.Config) (*client.Client, error) {
+	socket := agentSocket(cfg)
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
 	cl, err := client.Dial(ctx, socket)
-	if err != nil {
-		fmt.Fprintf(c.App.Writer, "no agent answers on %s; it will serve the change when it starts\n", socket)
-		return
-	}
-	defer cl.Close()
-	v, err := cl.Reload(ctx, name)
 	switch {
-	case err == nil && v == 0:
-		fmt.Fprintf(c.App.Writer, "the agent no longer serves %s\n", name)
 	case err == nil:
-		fmt.Fprintf(c.App.Writer, "the agent now serves %s version %d\n", name, v)
-	case errors.Is(err, client.ErrDenied):
-		fmt.Fprintf(c.App.ErrWriter, "keyward: warning: the agent did not reload: this user has no admin permission on %s\n"+
-			"keyward: hint: grant it in the policy (allow = [\"admin\"]), or run systemctl reload keyward\n", name)
-	default:
-		fmt.Fprintf(c.App.ErrWriter, "keyward: warning: the agent did not reload: %v\nkeyward: hint: run systemctl reload keyward\n", err)
+		return cl, nil
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return nil, nil
 	}
+	return nil, withHint(fmt.Errorf("cannot tell whether an agent runs on %s: %w", socket, err),
+		"a running agent must do this change: run as a member of the socket's group (keyward-clients), "+
+			"or stop the agent (systemctl stop keyward keyward.socket) to work on the store directly; "+
+			"$KEYWARD_SOCKET or agent.socket names the socket")
+}
+
+// agentRefused explains an administrative request the agent refused.
+func agentRefused(err error, name string) error {
+	if errors.Is(err, client.ErrDenied) {
+		return withHint(fmt.Errorf("the agent refused: this user has no admin permission on %s", name),
+			`grant it in the policy: allow = ["admin"] on the name, for this user or group (docs/policy.md)`)
+	}
+	return fmt.Errorf("the agent did not do it: %w", err)
+}
+
+// noAgent says that the change is on disk and will be served at start.
+func noAgent(c *cli.Context, cfg config.Config) {
+	fmt.Fprintf(c.App.Writer, "no agent answers on %s; it will serve the change when it starts\n", agentSocket(cfg))
+}
+
+// openStoreAlone opens the store with its backend for a command that must
+// not run beside an agent: one that opens the token the agent holds, or
+// replaces the key under it.
+func openStoreAlone(c *cli.Context, cfg config.Config) (*store.Store, backend, error) {
+	if err := noAgentRuns(c, cfg); err != nil {
+		return nil, nil, err
+	}
+	return openStore(c.Context, cfg)
+}
+
+// noAgentRuns refuses to go on while an agent answers on the socket.
+func noAgentRuns(c *cli.Context, cfg config.Config) error {
+	cl, err := runningAgent(c, cfg)
+	if err != nil {
+		return err
+	}
+	if cl == nil {
+		return nil
+	}
+	cl.Close()
+	return withHint(fmt.Errorf("an agent runs on %s, and %s must not open the backend beside it", agentSocket(cfg), c.Command.FullName()),
+		"stop the agent first (systemctl stop keyward.socket keyward.service), and start it again after (systemctl start keyward.socket)")
 }

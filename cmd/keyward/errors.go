@@ -24,6 +24,20 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	return &usageError{err.Error()}
 }
 
+// A hintError carries what an operator can do about an error; report
+// prints each hint as a "keyward: hint:" line. It is the one way to attach
+// hints (after age's errorWithHint).
+type hintError struct {
+	err   error
+	hints []string
+}
+
+// withHint returns err with hints attached.
+func withHint(err error, hints ...string) error { return &hintError{err, hints} }
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
 // report prints err the way an operator reads it and returns the exit
 // status: "keyward: error: ..." and optional "keyward: hint: ..." lines on
 // stderr, in the style of age.
@@ -49,8 +63,19 @@ func report(w io.Writer, err error) int {
 	return exitFailed
 }
 
-// hints returns what an operator can do about err.
+// hints returns what an operator can do about err: the hints attached to
+// it, then those its sentinels call for.
 func hints(err error) []string {
+	var out []string
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if h, ok := e.(*hintError); ok {
+			out = append(out, h.hints...)
+		}
+	}
+	return append(out, sentinelHints(err)...)
+}
+
+func sentinelHints(err error) []string {
 	// Backend errors (package hsm) already say what to do.
 	switch {
 	case errors.Is(err, store.ErrKitExists):

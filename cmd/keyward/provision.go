@@ -14,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/tty"
 	"github.com/keyward/keyward/store"
@@ -44,6 +46,9 @@ func initCommand() *cli.Command {
 			if _, err := store.ReadHostID(cfg.Store.MachineIDFile); err != nil {
 				return err
 			}
+			if err := noAgentRuns(c, cfg); err != nil {
+				return err
+			}
 			b, created, err := openBackend(c.Context, cfg, true)
 			if err != nil {
 				return err
@@ -67,9 +72,30 @@ func initCommand() *cli.Command {
 				fmt.Fprintf(w, "key-encryption key %s already exists; nothing changed\n", b.KeyID())
 			}
 			fmt.Fprintf(w, "store directory %s is ready\n", cfg.Store.Dir)
+			if cfg.Backend != "tpm" && isSoftHSM(cfg) {
+				fmt.Fprint(c.App.ErrWriter, softHSMWarning)
+			}
 			return nil
 		},
 	}
+}
+
+// softHSMWarning is what init says when the key is in a SoftHSM token.
+const softHSMWarning = `keyward: warning: the key-encryption key is in a SoftHSM token: a file in SoftHSM's token
+keyward: warning: directory (directories.tokendir in softhsm2.conf), which SoftHSM rewrites at every
+keyward: warning: login. Losing or corrupting that directory loses every secret in the store.
+keyward: hint: back the token directory up now, and make a recovery kit: keyward recovery init (docs/recovery.md)
+keyward: hint: SoftHSM is for tests and development; use a hardware token or the TPM in production (docs/hsm.md)
+`
+
+// isSoftHSM reports whether the configured PKCS #11 module is SoftHSM.
+func isSoftHSM(cfg config.Config) bool {
+	u, err := hsm.ParseURI(cfg.PKCS11.URI)
+	if err != nil {
+		return false
+	}
+	p, err := u.ModulePath()
+	return err == nil && strings.Contains(strings.ToLower(filepath.Base(p)), "softhsm")
 }
 
 // selfTest wraps and unwraps a random data key, so a broken backend is
@@ -102,7 +128,7 @@ func putCommand() *cli.Command {
 			"With --new-version it rotates the secret, like keyward rotate.",
 		Flags: append(valueFlags(), &cli.BoolFlag{Name: "new-version", Usage: "add a version to an existing secret (a rotation)"}),
 		Action: func(c *cli.Context) error {
-			return storeValue(c, c.Bool("new-version"))
+			return storeValue(c, c.Bool("new-version"), false)
 		},
 	}
 }
@@ -115,10 +141,11 @@ func rotateCommand() *cli.Command {
 		Description: "rotate reads the new value like put and stores it as the next version. The previous\n" +
 			"version stays servable for the grace period (--grace, default store.grace, 24h), then is\n" +
 			"refused as expired and deleted by the agent or keyward prune. A running agent serves the\n" +
-			"new version before rotate returns: no restart, no dropped connection.",
+			"new version before rotate returns: no restart, no dropped connection. A name that does\n" +
+			"not exist is refused: a typo during an incident must not create a secret.",
 		Flags: valueFlags(),
 		Action: func(c *cli.Context) error {
-			return storeValue(c, true)
+			return storeValue(c, true, true)
 		},
 	}
 }
@@ -134,8 +161,9 @@ func valueFlags() []cli.Flag {
 }
 
 // storeValue is put and rotate: it seals the value read from stdin or a
-// file as the first or the next version, then has a running agent serve it.
-func storeValue(c *cli.Context, newVersion bool) error {
+// file as the first or the next version (mustExist: only the next), through
+// a running agent, which serves it at once, or in the store directly.
+func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 	if c.NArg() != 1 {
 		return usagef("%s takes exactly one argument, the secret's NAME; the value is read from stdin "+
 			"or --from-file, never from the command line, where ps and shell history would show it", c.Command.Name)
@@ -167,24 +195,48 @@ func storeValue(c *cli.Context, newVersion bool) error {
 		return err
 	}
 	defer clear(value)
-	s, b, err := openStore(c.Context, cfg)
+	cl, err := runningAgent(c, cfg)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	v, err := s.Put(c.Context, name, value, store.PutOptions{NewVersion: newVersion, Expires: expires, Grace: grace})
-	if err != nil {
-		return err
+	var v uint32
+	var prevUntil time.Time
+	if cl != nil {
+		defer cl.Close()
+		st, err := cl.Put(c.Context, name, value, client.PutOptions{NewVersion: newVersion, MustExist: mustExist,
+			Expires: expires, Grace: grace})
+		if err != nil {
+			return agentRefused(err, name)
+		}
+		v, prevUntil = st.Version, st.PrevUntil
+	} else {
+		s, b, err := openStore(c.Context, cfg)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		v, err = s.Put(c.Context, name, value, store.PutOptions{NewVersion: newVersion, MustExist: mustExist,
+			Expires: expires, Grace: grace})
+		if err != nil {
+			return err
+		}
+		if v > 1 && grace > 0 {
+			prevUntil = time.Now().Add(grace)
+		}
 	}
 	switch {
-	case v > 1 && grace > 0:
-		fmt.Fprintf(c.App.Writer, "%s version %d (version %d served until %s)\n", name, v, v-1, formatTime(time.Now().Add(grace)))
+	case v > 1 && !prevUntil.IsZero():
+		fmt.Fprintf(c.App.Writer, "%s version %d (version %d served until %s)\n", name, v, v-1, formatTime(prevUntil))
 	case v > 1:
 		fmt.Fprintf(c.App.Writer, "%s version %d (version %d retired)\n", name, v, v-1)
 	default:
 		fmt.Fprintf(c.App.Writer, "%s version %d\n", name, v)
 	}
-	tellAgent(c, cfg, name)
+	if cl != nil {
+		fmt.Fprintf(c.App.Writer, "the agent now serves %s version %d\n", name, v)
+	} else {
+		noAgent(c, cfg)
+	}
 	return nil
 }
 
@@ -290,57 +342,94 @@ func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
 		Usage: "list secrets and versions (never values)",
+		Description: "list reads the store's metadata and shows each version's state. A version whose\n" +
+			"envelope cannot be read, or was sealed on another host, is DAMAGED. When an agent runs,\n" +
+			"what it could not load (a damaged envelope, a backend that did not answer) is shown too.",
 		Action: func(c *cli.Context) error {
 			cfg, s, err := storeNoArgs(c)
 			if err != nil {
 				return err
 			}
-			envs, damaged, err := s.List()
+			secrets, unnamed, err := s.Secrets()
 			if err != nil {
 				return err
 			}
+			problems := agentProblems(c, cfg)
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES\tSTATE")
 			now := time.Now()
-			for i, e := range envs {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", e.Name, e.Version, formatTime(e.Created), formatExpiry(e.Expires),
-					versionState(envs, i, now, cfg.Store.ExpiryWarning.Duration))
+			damaged := len(unnamed)
+			for _, sec := range secrets {
+				for _, v := range sec.Versions {
+					created, expires := "-", "-"
+					if e := v.Envelope; e != nil {
+						created, expires = formatTime(e.Created), formatExpiry(e.Expires)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", sec.Name, v.Version, created, expires,
+						versionState(&v, now, cfg.Store.ExpiryWarning.Duration, problems[sec.Name]))
+					if v.Damaged != nil {
+						damaged++
+					}
+				}
 			}
 			tw.Flush()
-			for _, d := range damaged {
+			for _, sec := range secrets {
+				for _, v := range sec.Versions {
+					if v.Damaged != nil {
+						fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", v.Damaged)
+					}
+				}
+			}
+			for _, d := range unnamed {
 				fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", d)
 			}
-			if len(damaged) > 0 {
-				return cli.Exit(fmt.Sprintf("%d envelope(s) could not be read; the others are listed", len(damaged)), exitFailed)
+			if damaged > 0 {
+				return withHint(fmt.Errorf("%d envelope(s) are damaged; the others are listed", damaged),
+					"restore them from a backup, or put the secrets again (docs/operations.md)")
 			}
 			return nil
 		},
 	}
 }
 
-// versionState says whether envs[i] is served at now: current, in its
-// grace period, retired or expired, and whether it expires within warn.
-func versionState(envs []*store.Envelope, i int, now time.Time, warn time.Duration) string {
-	lo, hi := i, i+1
-	for lo > 0 && envs[lo-1].Name == envs[i].Name {
-		lo--
-	}
-	for hi < len(envs) && envs[hi].Name == envs[i].Name {
-		hi++
-	}
-	until := store.RetiredAt(envs[lo:hi], i-lo)
-	current := i == hi-1
+// versionState says how a version stands at now, as list shows it, with
+// what the agent reports of its secret when one runs.
+func versionState(v *store.VersionInfo, now time.Time, warn time.Duration, p *client.Problem) string {
+	state := v.State(now, warn)
 	switch {
-	case !until.IsZero() && !now.Before(until) && current:
-		return "expired"
-	case !until.IsZero() && !now.Before(until):
-		return "retired"
-	case !current:
-		return "grace until " + formatTime(until)
-	case !until.IsZero() && until.Sub(now) < warn:
-		return "current, expires soon"
+	case state == store.StateDamaged:
+		return "DAMAGED"
+	case state == store.StateGrace:
+		return "grace until " + formatTime(v.Until)
+	case p != nil && v.Current && p.State == "damaged":
+		return state.String() + "; the agent's copy does not verify: DAMAGED"
+	case p != nil && v.Current && p.State == "stale":
+		return fmt.Sprintf("%s; the agent could not load it and serves version %d", state, p.Serving)
+	case p != nil && v.Current:
+		return fmt.Sprintf("%s; the agent could not load it", state)
 	}
-	return "current"
+	return state.String()
+}
+
+// agentProblems returns, by name, what a running agent reports it does
+// not serve from the newest version; nothing when no agent answers.
+func agentProblems(c *cli.Context, cfg config.Config) map[string]*client.Problem {
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, agentSocket(cfg))
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	h, err := cl.Health(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]*client.Problem)
+	for i := range h.Problems {
+		out[h.Problems[i].Name] = &h.Problems[i]
+	}
+	return out
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -422,39 +511,85 @@ func envelopePath(cfg config.Config, arg string) (string, error) {
 func rmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rm",
-		Usage:     "remove a secret, all its versions",
-		ArgsUsage: "NAME",
+		Usage:     "remove a secret (every version), or one version of it",
+		ArgsUsage: "NAME[@VERSION]",
+		Description: "rm NAME deletes every version of the secret; rm NAME@VERSION deletes one older\n" +
+			"version (the current one cannot be removed alone: that would serve an older version\n" +
+			"again). A running agent stops serving what was removed before rm returns.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "yes", Usage: "confirm the removal"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("rm takes exactly one secret NAME")
+				return usagef("rm takes exactly one secret NAME or NAME@VERSION")
 			}
-			name := c.Args().First()
-			if err := store.ValidateName(name); err != nil {
-				return usagef("%v", err)
+			name, version, err := nameVersion(c.Args().First())
+			if err != nil {
+				return err
+			}
+			what := "every version of " + name
+			if version != 0 {
+				what = fmt.Sprintf("version %d of %s", version, name)
 			}
 			if !c.Bool("yes") {
-				return usagef("rm deletes every version of %s and cannot be undone; add --yes to confirm", name)
+				return usagef("rm deletes %s and cannot be undone; add --yes to confirm", what)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}
-			s, err := openStoreNoBackend(cfg)
+			cl, err := runningAgent(c, cfg)
 			if err != nil {
 				return err
 			}
-			n, err := s.Remove(name)
-			if err != nil {
-				return err
+			var n int
+			if cl != nil {
+				defer cl.Close()
+				if n, err = cl.Remove(c.Context, name, version); err != nil {
+					return agentRefused(err, name)
+				}
+			} else {
+				s, err := openStoreNoBackend(cfg)
+				if err != nil {
+					return err
+				}
+				if version == 0 {
+					n, err = s.Remove(name)
+				} else {
+					n, err = s.RemoveVersion(name, version)
+				}
+				if err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(c.App.Writer, "removed %s (%d version(s))\n", name, n)
-			tellAgent(c, cfg, name) // revoke: the agent stops serving it now
+			switch {
+			case cl == nil:
+				noAgent(c, cfg)
+			case version == 0:
+				fmt.Fprintf(c.App.Writer, "the agent no longer serves %s\n", name)
+			default:
+				fmt.Fprintf(c.App.Writer, "the agent no longer serves %s version %d\n", name, version)
+			}
 			return nil
 		},
 	}
+}
+
+// nameVersion parses NAME or NAME@VERSION.
+func nameVersion(arg string) (string, uint32, error) {
+	name, ver, hasVer := strings.Cut(arg, "@")
+	if err := store.ValidateName(name); err != nil {
+		return "", 0, usagef("%v", err)
+	}
+	if !hasVer {
+		return name, 0, nil
+	}
+	v, err := strconv.ParseUint(ver, 10, 32)
+	if err != nil || v == 0 {
+		return "", 0, usagef("version %q is not a positive number", ver)
+	}
+	return name, uint32(v), nil
 }
 
 // storeNoArgs loads the configuration for a command that takes no
@@ -501,15 +636,37 @@ func pruneCommand() *cli.Command {
 		Name:  "prune",
 		Usage: "delete versions past their grace period (the agent also does this every minute)",
 		Action: func(c *cli.Context) error {
-			_, s, err := storeNoArgs(c)
+			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
 			}
-			pruned, err := s.Prune(time.Now())
+			cl, err := runningAgent(c, cfg)
+			if err != nil {
+				return err
+			}
+			var pruned []store.Pruned
+			if cl != nil {
+				defer cl.Close()
+				got, err := cl.Prune(c.Context)
+				if err != nil {
+					return agentRefused(err, "any secret")
+				}
+				for _, p := range got {
+					pruned = append(pruned, store.Pruned{Name: p.Name, Version: p.Version, Retired: p.Retired})
+				}
+			} else {
+				s, err := openStoreNoBackend(cfg)
+				if err != nil {
+					return err
+				}
+				if pruned, err = s.Prune(time.Now(), nil); err != nil {
+					return err
+				}
+			}
 			for _, p := range pruned {
 				fmt.Fprintf(c.App.Writer, "deleted %s version %d (retired at %s)\n", p.Name, p.Version, formatTime(p.Retired))
 			}
-			return err
+			return nil
 		},
 	}
 }

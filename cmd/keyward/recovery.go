@@ -37,7 +37,7 @@ func recoveryCommand() *cli.Command {
 							shares[i].Destroy()
 						}
 					}()
-					s, b, err := openStore(c.Context, cfg)
+					s, b, err := openStoreAlone(c, cfg)
 					if err != nil {
 						return err
 					}
@@ -80,7 +80,7 @@ func recoveryCommand() *cli.Command {
 							shares[i].Destroy()
 						}
 					}()
-					s, b, err := openStore(c.Context, cfg)
+					s, b, err := openStoreAlone(c, cfg)
 					if err != nil {
 						return err
 					}

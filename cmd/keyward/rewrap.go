@@ -44,7 +44,7 @@ func rewrapCommand() *cli.Command {
 			if label == "" {
 				return usagef("rewrap needs --new-object LABEL: the label of the new key-encryption key")
 			}
-			s, old, err := openStore(c.Context, cfg)
+			s, old, err := openStoreAlone(c, cfg)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,8 +21,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/systemd"
 )
 
@@ -47,11 +50,14 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			audit, closeAudit, err := openAudit(c.App.ErrWriter, cfg.Agent.AuditLog, journal)
+			trail, err := audit.Open(audit.Config{Path: cfg.Agent.AuditLog, Stderr: c.App.ErrWriter, Journal: journal,
+				OnError: func(err error) {
+					log.Error("audit events cannot be written; they are kept and retried, and serving stops when 16 MiB are waiting", "err", err)
+				}})
 			if err != nil {
 				return err
 			}
-			defer closeAudit()
+			defer trail.Close(10 * time.Second)
 			mode, err := cfg.Agent.Mode()
 			if err != nil {
 				return err
@@ -66,7 +72,13 @@ func serveCommand() *cli.Command {
 			}
 			// The socket first: with socket activation, clients already
 			// wait in its backlog while the store loads.
-			l, activated, err := systemd.Listener(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
+			l, activated, err := systemd.Listener(func() (net.Listener, error) {
+				l, err := agent.Listen(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
+				if err != nil {
+					return nil, err // not a nil *UnixListener in a non-nil interface
+				}
+				return l, nil
+			})
 			if err != nil {
 				return err
 			}
@@ -90,7 +102,7 @@ func serveCommand() *cli.Command {
 					Backend:      cfg.Backend,
 					Agent:        "keyward " + Version,
 					Logger:       log,
-					Audit:        audit,
+					Audit:        trail,
 					MaxConns:     cfg.Agent.MaxConnections,
 					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
 					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
@@ -99,7 +111,7 @@ func serveCommand() *cli.Command {
 				PolicyPath:     cfg.Agent.Policy,
 				Listener:       l,
 				Health:         b.Healthy,
-				HealthInterval: notify.HealthInterval(0),
+				HealthInterval: notify.HealthInterval(5 * time.Second),
 				HealthResult:   notify.Health,
 				ExpiryWarning:  cfg.Store.ExpiryWarning.Duration,
 				Ready:          notify.Event,
@@ -121,33 +133,6 @@ func newLogger(w io.Writer, level string, journal bool) (*slog.Logger, error) {
 		return slog.New(systemd.NewJournalHandler(systemd.LogIdentifier, w, opts)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
-}
-
-// openAudit opens the audit trail: JSON events, marked "log":"audit", on
-// stderr or appended to a file created 0600, batched by an AuditWriter.
-// Under systemd, "stderr" means the journal: one entry per event with
-// SYSLOG_IDENTIFIER=keyward-audit, written by the agent's audit goroutine,
-// off the request path.
-func openAudit(stderr io.Writer, dest string, journal bool) (*slog.Logger, func(), error) {
-	if dest == "stderr" && journal {
-		return slog.New(systemd.NewJournalHandler(systemd.AuditIdentifier, stderr, nil)), func() {}, nil
-	}
-	w, closeFile := stderr, func() error { return nil }
-	if dest != "stderr" {
-		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, nil, fmt.Errorf("failed to open the audit log: %w", err)
-		}
-		w, closeFile = f, f.Close
-	}
-	aw := agent.NewAuditWriter(w, 0, func(err error) {
-		fmt.Fprintf(stderr, "keyward: error: audit events cannot be written (%v); they are kept and retried, and serving stops when 16 MiB are waiting\n", err)
-	})
-	closeAll := func() {
-		aw.Close()
-		closeFile()
-	}
-	return slog.New(slog.NewJSONHandler(aw, nil)).With("log", "audit"), closeAll, nil
 }
 
 // lookupGroup resolves a group name or number; "" means -1, no change.
@@ -223,9 +208,10 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the running agent's health, backend, secrets loaded, uptime and version",
-		Description: "status asks the agent over its socket. It exits 0 when the agent answers and its\n" +
-			"backend is healthy, and 1 when the agent cannot be reached or reports itself unhealthy.\n" +
-			"Any caller that can connect may ask; no secret or name is shown.",
+		Description: "status asks the agent over its socket. It exits 0 when the agent answers, its\n" +
+			"backend is healthy and it serves every secret from its newest version, and 1 when the\n" +
+			"agent cannot be reached or something needs attention. Any caller that can connect may\n" +
+			"ask; secrets and their problems are shown only to callers the policy names.",
 		Flags: []cli.Flag{socketFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -243,24 +229,75 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("the agent at %s did not answer: %w", path, err)
 			}
-			health := "healthy"
-			if !st.Healthy {
-				health = "UNHEALTHY (serving from memory; the backend does not answer)"
+			h, err := cl.Health(ctx)
+			if err != nil {
+				return fmt.Errorf("the agent at %s did not answer: %w", path, err)
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "agent:    %s\n", st.Agent)
 			fmt.Fprintf(w, "socket:   %s\n", path)
-			fmt.Fprintf(w, "health:   %s\n", health)
-			fmt.Fprintf(w, "backend:  %s\n", st.Backend)
+			fmt.Fprintf(w, "health:   %s\n", overallHealth(h))
+			fmt.Fprintf(w, "backend:  %s, %s\n", st.Backend, backendHealth(h))
 			fmt.Fprintf(w, "secrets:  %d\n", st.Secrets)
 			fmt.Fprintf(w, "uptime:   %s\n", st.Uptime.Truncate(time.Second))
+			for _, p := range h.Problems {
+				fmt.Fprintf(w, "problem:  %s\n", describeProblem(p))
+			}
 			printExpiring(c, w)
-			if !st.Healthy {
-				return errors.New("the agent's backend is unhealthy; see journalctl -u keyward")
+			switch {
+			case !h.BackendOK:
+				return withHint(errors.New("the agent's backend does not answer; it serves what it holds and retries"),
+					"see journalctl -u keyward; for the HSM, check the token is present and its module answers")
+			case len(h.Problems) > 0:
+				return withHint(fmt.Errorf("%d secret(s) are not served from their newest version", len(h.Problems)),
+					"see journalctl -u keyward and keyward list; restore a damaged envelope from a backup or rotate the secret")
 			}
 			return nil
 		},
 	}
+}
+
+// overallHealth sums up the agent's health in a word or a phrase.
+func overallHealth(h *client.Health) string {
+	switch {
+	case !h.BackendOK:
+		return "UNHEALTHY (the backend does not answer; serving what the agent holds)"
+	case len(h.Problems) > 0:
+		return fmt.Sprintf("DEGRADED (%d secret(s) not served from their newest version)", len(h.Problems))
+	}
+	return "healthy"
+}
+
+// backendHealth describes the agent's backend state.
+func backendHealth(h *client.Health) string {
+	since := ""
+	if !h.BackendSince.IsZero() {
+		since = " since " + formatTime(h.BackendSince)
+	}
+	if h.BackendOK {
+		return "healthy" + since
+	}
+	last := "never"
+	if !h.LastOK.IsZero() {
+		last = formatTime(h.LastOK)
+	}
+	return "UNAVAILABLE" + since + " (last answered " + last + "; serving what the agent holds)"
+}
+
+// describeProblem says what a problem means for the secret's callers.
+func describeProblem(p client.Problem) string {
+	switch p.State {
+	case "stale":
+		return fmt.Sprintf("%s: version %d did not load (backend); serving version %d within its grace", p.Name, p.Newest, p.Serving)
+	case "unavailable":
+		return fmt.Sprintf("%s: version %d did not load (backend); nothing is served", p.Name, p.Newest)
+	case "damaged":
+		if p.Serving != 0 {
+			return fmt.Sprintf("%s: version %d is DAMAGED on disk; serving the copy loaded before", p.Name, p.Newest)
+		}
+		return fmt.Sprintf("%s: version %d is DAMAGED on disk; nothing is served", p.Name, p.Newest)
+	}
+	return fmt.Sprintf("%s: %s (version %d, serving %d)", p.Name, p.State, p.Newest, p.Serving)
 }
 
 // printExpiring lists, from the store's metadata when this user can read
@@ -274,16 +311,17 @@ func printExpiring(c *cli.Context, w io.Writer) {
 	if err != nil {
 		return
 	}
-	envs, _, err := s.List()
+	secrets, _, err := s.Secrets()
 	if err != nil {
 		return
 	}
 	window := cfg.Store.ExpiryWarning.Duration
 	now := time.Now()
 	var soon []string
-	for i, e := range envs {
-		if versionState(envs, i, now, window) == "current, expires soon" {
-			soon = append(soon, fmt.Sprintf("%s version %d at %s", e.Name, e.Version, formatTime(e.Expires)))
+	for _, sec := range secrets {
+		v := sec.Latest()
+		if v.State(now, window) == store.StateExpiresSoon {
+			soon = append(soon, fmt.Sprintf("%s version %d at %s", sec.Name, v.Version, formatTime(v.Until)))
 		}
 	}
 	if len(soon) == 0 {

@@ -21,7 +21,7 @@ func tpmStore(c *cli.Context) (*store.Store, *tpmBackend, error) {
 	if cfg.Backend != "tpm" {
 		return nil, nil, fmt.Errorf("%s works on the tpm backend; this configuration has backend = %q", c.Command.Name, cfg.Backend)
 	}
-	s, b, err := openStore(c.Context, cfg)
+	s, b, err := openStoreAlone(c, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

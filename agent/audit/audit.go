@@ -1,0 +1,166 @@
+// Package audit is keyward's audit trail: one event per decision the agent
+// makes (each request, and its own acts: pruning, expiry warnings, backend
+// outages, envelopes that do not load), written off the request path to a
+// file, standard error or the systemd journal, and never containing secret
+// material.
+//
+// # Events
+//
+// An [Event] has an operation, a [Decision], the secret and version it
+// concerns, the answer's code, the deciding rule and a reason. Events of a
+// connection carry its caller (uid, gid, pid, exe, unit), attached once per
+// connection with [Log.For]. The field names are the Key constants; as
+// JSON, an event is one line:
+//
+//	{"time":"…","level":"INFO","msg":"decision","log":"audit","caller":{"uid":1001,…},
+//	 "op":"get","decision":"allow","secret":"binance/mm-prod","version":3,
+//	 "rule":"bots","reason":"rule \"bots\" grants get on binance/*","latency_us":9}
+//
+// In the journal each field is its own journal field (CALLER_UID, DECISION,
+// SECRET…) under SYSLOG_IDENTIFIER=keyward-audit.
+//
+// # Writing
+//
+// [Log.Emit] appends the event to a bounded queue and returns: formatting
+// and writing happen on the Log's goroutine, which takes the queue every
+// 2 ms and writes the batch in one write. A write that fails loses nothing:
+// the unwritten bytes are kept and retried, and [Config.OnError] is told once
+// per run of failures. While more than 16 MiB wait, or 8192 events are
+// queued, Emit blocks, which in the agent stops serving: the agent fails
+// closed rather than serving unaudited. At most one batch (2 ms of events)
+// can be lost if the process is killed; [Log.Close] writes what is left.
+//
+// A Log is safe for concurrent use.
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// Field names of an event, as JSON keys and, upper-cased, journal fields.
+const (
+	KeyLog        = "log" // "audit", on every event of a file or stderr trail
+	KeyCaller     = "caller"
+	KeyCallerUID  = "caller_uid" // in denial-budget reports, which have no single caller
+	KeyOp         = "op"
+	KeyDecision   = "decision"
+	KeySecret     = "secret"
+	KeyVersion    = "version"
+	KeyCode       = "code"
+	KeyRule       = "rule"
+	KeyReason     = "reason"
+	KeyExpires    = "expires"
+	KeySuppressed = "suppressed"
+	KeyLatency    = "latency_us"
+)
+
+// Message is the message of every event.
+const Message = "decision"
+
+// A Decision is the outcome an event records.
+type Decision uint8
+
+// Decisions.
+const (
+	None  Decision = iota // an event that decides nothing (an expiry warning)
+	Allow                 // the request was served, or the agent's act done
+	Deny                  // policy refused, or the request was over a limit
+	Error                 // the request or act failed: the agent, its backend or the data
+)
+
+var decisionNames = [...]string{Allow: "allow", Deny: "deny", Error: "error"}
+
+// String returns "allow", "deny", "error", or "" for None.
+func (d Decision) String() string {
+	if int(d) < len(decisionNames) {
+		return decisionNames[d]
+	}
+	return "Decision(" + strconv.Itoa(int(d)) + ")"
+}
+
+// An Event is one audit record. Zero fields are left out.
+type Event struct {
+	Level      slog.Level // info unless set
+	Op         string
+	Decision   Decision
+	Secret     string
+	Version    uint32
+	Code       string // the error code answered, for a request
+	Rule       string
+	Reason     string
+	Expires    time.Time
+	CallerUID  string // a denial-budget report's uid, or "other"
+	Suppressed int64
+	Latency    time.Duration // for a request (emitted through a Source); written in whole microseconds
+}
+
+// attrs appends the event's attributes in their fixed order.
+func (e *Event) attrs(a []slog.Attr, request bool) []slog.Attr {
+	if e.CallerUID != "" {
+		a = append(a, slog.String(KeyCallerUID, e.CallerUID))
+	}
+	if e.Op != "" {
+		a = append(a, slog.String(KeyOp, e.Op))
+	}
+	if e.Decision != None {
+		a = append(a, slog.String(KeyDecision, e.Decision.String()))
+	}
+	if e.Secret != "" {
+		a = append(a, slog.String(KeySecret, e.Secret))
+	}
+	if e.Version != 0 {
+		a = append(a, slog.Uint64(KeyVersion, uint64(e.Version)))
+	}
+	if e.Code != "" {
+		a = append(a, slog.String(KeyCode, e.Code))
+	}
+	if e.Rule != "" {
+		a = append(a, slog.String(KeyRule, e.Rule))
+	}
+	if !e.Expires.IsZero() {
+		a = append(a, slog.String(KeyExpires, e.Expires.UTC().Format(time.RFC3339)))
+	}
+	if e.Suppressed != 0 {
+		a = append(a, slog.Int64(KeySuppressed, e.Suppressed))
+	}
+	if e.Reason != "" {
+		a = append(a, slog.String(KeyReason, e.Reason))
+	}
+	if request {
+		a = append(a, slog.Int64(KeyLatency, e.Latency.Microseconds()))
+	}
+	return a
+}
+
+// A Source emits the events of one caller; see [Log.For].
+type Source struct {
+	l *Log
+	h slog.Handler
+}
+
+// For returns a Source whose events carry caller (a group value, such as
+// a peer's LogValue), formatted once here rather than for every event.
+func (l *Log) For(caller slog.Value) *Source {
+	return &Source{l: l, h: l.h.WithAttrs([]slog.Attr{{Key: KeyCaller, Value: caller}})}
+}
+
+// Emit queues a request's event; see [Log.Emit].
+func (s *Source) Emit(e Event) { s.l.q.push(queued{h: s.h, e: e, request: true}) }
+
+// Emit queues an event of the agent's own; it blocks only while the queue
+// or the unwritten bytes are at their bound (see the package doc).
+func (l *Log) Emit(e Event) { l.q.push(queued{h: l.h, e: e}) }
+
+// write formats one queued event.
+func write(q *queued, attrs []slog.Attr) []slog.Attr {
+	attrs = q.e.attrs(attrs[:0], q.request)
+	r := slog.NewRecord(time.Now(), q.e.Level, Message, 0)
+	r.AddAttrs(attrs...)
+	// The handlers here write to memory, or to the journal, whose handler
+	// falls back to JSON on standard error: no error is left to act on.
+	_ = q.h.Handle(context.Background(), r)
+	return attrs
+}
