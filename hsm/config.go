@@ -25,7 +25,7 @@ type Config struct {
 	// one must be present, and Init needs object to label a new key.
 	URI *URI
 
-	// PIN is the user PIN (required), read with [ReadPIN]. Open copies it
+	// PIN is the user PIN (required), read with package internal/pin. Open copies it
 	// into memory kept out of the Go heap and core dumps, and keeps that
 	// copy until Close, because sessions that die must log in again. The
 	// caller should clear its own slice once Open returns.
@@ -52,7 +52,7 @@ func (c *Config) validate(create bool) (int, error) {
 		return 0, fmt.Errorf("hsm: the PKCS #11 URI says type=%s, but keyward uses an AES secret key (type=secret-key)", t)
 	}
 	if len(c.PIN) == 0 {
-		return 0, errors.New("hsm: Config.PIN is empty; read the PIN with ReadPIN")
+		return 0, errors.New("hsm: Config.PIN is empty; read the PIN with package internal/pin")
 	}
 	if len(c.PIN) > MaxPINLen {
 		return 0, fmt.Errorf("hsm: Config.PIN is %d bytes, longer than %d", len(c.PIN), MaxPINLen)

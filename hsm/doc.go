@@ -27,7 +27,7 @@
 // agent runs, but cannot take it away: stealing the disk or the process
 // memory yields wrapped blobs and, at worst, the PIN, never the root key.
 //
-// The PIN comes from [ReadPIN]: a systemd credential, a 0600 file, or a
+// The PIN comes from package internal/pin: a systemd credential, a file, or a
 // terminal prompt; never the command line, the environment or the URI
 // (pin-value is refused). [Open] keeps a copy in memory outside the Go heap
 // (locked, excluded from core dumps) so that it can log in again after a

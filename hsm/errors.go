@@ -35,9 +35,6 @@ var (
 
 	// ErrClosed: the Token was used after Close.
 	ErrClosed = errors.New("hsm: token closed")
-
-	// ErrNoPIN: no PIN source is configured or available.
-	ErrNoPIN = errors.New("hsm: no PIN source")
 )
 
 // An IntegrityError reports that Unwrap was given a blob that was modified

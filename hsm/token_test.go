@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/pin"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/miekg/pkcs11"
 )
@@ -32,11 +33,11 @@ func config(t testing.TB, tok *testenv.SoftHSMToken, object string) hsm.Config {
 	if err != nil {
 		t.Fatalf("ParseURI(%q) = %v", tok.URI(object), err)
 	}
-	pin, err := hsm.ReadPIN(hsm.PINSource{URI: u})
+	userPIN, err := pin.Read(pin.Source{Credential: "keyward-pin", URIFile: u.PINFile()})
 	if err != nil {
-		t.Fatalf("ReadPIN() = %v", err)
+		t.Fatalf("pin.Read() = %v", err)
 	}
-	return hsm.Config{URI: u, PIN: pin}
+	return hsm.Config{URI: u, PIN: userPIN}
 }
 
 // initToken runs Init and closes the Token at the end of the test.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/pin"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
@@ -74,11 +75,11 @@ func openLabel(label string) (*hsm.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	pin, err := hsm.ReadPIN(hsm.PINSource{URI: u})
+	userPIN, err := pin.Read(pin.Source{Credential: "keyward-pin", URIFile: u.PINFile()})
 	if err != nil {
 		return nil, err
 	}
-	tok, _, err := hsm.Init(hsm.Config{URI: u.WithObject(label), PIN: pin})
+	tok, _, err := hsm.Init(hsm.Config{URI: u.WithObject(label), PIN: userPIN})
 	return tok, err
 }
 
@@ -121,12 +122,12 @@ func runWriter(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	pin, err := hsm.ReadPIN(hsm.PINSource{URI: u})
+	userPIN, err := pin.Read(pin.Source{Credential: "keyward-pin", URIFile: u.PINFile()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	b, err := hsm.Open(hsm.Config{URI: u, PIN: pin})
+	b, err := hsm.Open(hsm.Config{URI: u, PIN: userPIN})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

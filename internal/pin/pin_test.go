@@ -1,8 +1,9 @@
-package hsm_test
+package pin
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/tty"
 )
 
 // The PINs the tests write; no error may contain them.
@@ -43,6 +44,8 @@ func TestReadPIN(t *testing.T) {
 		emptyFile  bool   // configure an empty pin file
 		fileMode   os.FileMode
 		filePath   string // overrides the configured path
+		fileOwner  int    // chown the configured file (root only)
+		stdin      string // piped with --pin-stdin; "" for none
 		terminal   bool
 		typed      string
 	}
@@ -62,8 +65,12 @@ func TestReadPIN(t *testing.T) {
 		{name: "crlf", s: setup{file: filePIN + "\r\n"}, want: filePIN},
 		{name: "no newline", s: setup{file: filePIN}, want: filePIN},
 		{name: "group readable", s: setup{file: filePIN, fileMode: 0o640}, want: filePIN},
-		{name: "max length", s: setup{file: strings.Repeat("7", hsm.MaxPINLen) + "\r\n"}, want: strings.Repeat("7", hsm.MaxPINLen)},
+		{name: "max length", s: setup{file: strings.Repeat("7", MaxLen) + "\r\n"}, want: strings.Repeat("7", MaxLen)},
 		{name: "terminal", s: setup{terminal: true, typed: ttyPIN + "\n"}, want: ttyPIN},
+		{name: "stdin", s: setup{stdin: ttyPIN + "\n", terminal: true, typed: "other\n"}, want: ttyPIN},
+		{name: "file before stdin", s: setup{file: filePIN, stdin: ttyPIN}, want: filePIN},
+		{name: "stdin two lines", s: setup{stdin: ttyPIN + "\nmore\n"}, wantErr: "more than one line"},
+		{name: "stdin too long", s: setup{stdin: strings.Repeat("7", 1000)}, wantErr: "longer than 256"},
 		{name: "world readable", s: setup{file: filePIN, fileMode: 0o644}, wantErr: "chmod 0600"},
 		{name: "world writable", s: setup{file: filePIN, fileMode: 0o602}, wantErr: "chmod 0600"},
 		{name: "world readable uri", s: setup{uri: uriPIN, uriMode: 0o604}, wantErr: "chmod 0600"},
@@ -72,20 +79,24 @@ func TestReadPIN(t *testing.T) {
 		{name: "two newlines", s: setup{file: filePIN + "\n\n"}, wantErr: "more than one line"},
 		{name: "two lines", s: setup{file: filePIN + "\n" + filePIN + "\n"}, wantErr: "more than one line"},
 		{name: "nul", s: setup{file: filePIN + "\x00"}, wantErr: "more than one line"},
-		{name: "too long", s: setup{file: strings.Repeat("7", hsm.MaxPINLen+1)}, wantErr: "longer than 256"},
+		{name: "too long", s: setup{file: strings.Repeat("7", MaxLen+1)}, wantErr: "longer than 256"},
 		{name: "far too long", s: setup{file: strings.Repeat("7", 10000)}, wantErr: "longer than 256"},
 		{name: "missing file does not fall through", s: setup{filePath: "/nonexistent/pin", terminal: true, typed: ttyPIN + "\n"}, wantErr: "no such file"},
 		{name: "directory", s: setup{filePath: "/"}, wantErr: "not a regular file"},
 		{name: "fifo", s: setup{filePath: "fifo"}, wantErr: "not a regular file"},
 		{name: "empty terminal line", s: setup{terminal: true, typed: "\n"}, wantErr: "empty"},
 		{name: "nothing typed", s: setup{terminal: true, typed: ""}, wantErr: "is empty"},
-		{name: "no source", s: setup{}, is: hsm.ErrNoPIN, wantErr: "systemd credential"},
+		{name: "no source", s: setup{}, is: ErrNone, wantErr: "systemd credential"},
 		{name: "bad credential name", s: setup{credName: "../pin"}, wantErr: "plain file name"},
+		{name: "file of another user", s: setup{file: filePIN, fileOwner: 4242}, wantErr: "chown root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			t.Setenv("CREDENTIALS_DIRECTORY", "")
-			src := hsm.PINSource{Credential: tc.s.credName}
+			src := Source{Credential: tc.s.credName, For: `token "t"`}
+			if src.Credential == "" {
+				src.Credential = "keyward-pin"
+			}
 			if tc.s.cred != "" || tc.s.credDirSet {
 				creds := filepath.Join(dir, "credentials")
 				if err := os.Mkdir(creds, 0o700); err != nil {
@@ -93,11 +104,7 @@ func TestReadPIN(t *testing.T) {
 				}
 				t.Setenv("CREDENTIALS_DIRECTORY", creds)
 				if tc.s.cred != "" {
-					name := tc.s.credName
-					if name == "" {
-						name = hsm.DefaultPINCredential
-					}
-					writeFile(t, creds, name, tc.s.cred, 0o400)
+					writeFile(t, creds, src.Credential, tc.s.cred, 0o400)
 				}
 			}
 			mode := func(m os.FileMode) os.FileMode {
@@ -106,15 +113,12 @@ func TestReadPIN(t *testing.T) {
 				}
 				return m
 			}
-			uri := "pkcs11:token=t;object=o"
 			if tc.s.uri != "" {
-				uri += "?pin-source=file:" + writeFile(t, dir, "uri-pin", tc.s.uri, mode(tc.s.uriMode))
+				src.URIFile = writeFile(t, dir, "uri-pin", tc.s.uri, mode(tc.s.uriMode))
 			}
-			u, err := hsm.ParseURI(uri)
-			if err != nil {
-				t.Fatal(err)
+			if tc.s.stdin != "" {
+				src.Stdin = strings.NewReader(tc.s.stdin)
 			}
-			src.URI = u
 			switch {
 			case tc.s.filePath == "fifo":
 				src.File = filepath.Join(dir, "fifo")
@@ -126,65 +130,78 @@ func TestReadPIN(t *testing.T) {
 			case tc.s.file != "" || tc.s.emptyFile:
 				src.File = writeFile(t, dir, "pin", tc.s.file, mode(tc.s.fileMode))
 			}
-			out := hsm.SetTerminal(t, tc.s.terminal, tc.s.typed)
+			if tc.s.fileOwner != 0 {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root to give a file to another uid")
+				}
+				if err := os.Chown(src.File, tc.s.fileOwner, tc.s.fileOwner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out := setTerminal(t, tc.s.terminal, tc.s.typed)
 
-			pin, err := hsm.ReadPIN(src)
+			pin, err := Read(src)
 			if tc.want != "" {
 				if err != nil || string(pin) != tc.want {
-					t.Fatalf("ReadPIN() = %q, %v, want %q", pin, err, tc.want)
+					t.Fatalf("Read() = %q, %v, want %q", pin, err, tc.want)
 				}
-				if tc.want == ttyPIN && !strings.Contains(out.String(), `Enter the PIN of token "t"`) {
+				if tc.want == ttyPIN && tc.s.stdin == "" && !strings.Contains(out.String(), `Enter the PIN of token "t"`) {
 					t.Errorf("prompt = %q, want it to name the token", out)
 				}
 				return
 			}
 			if tc.wantErr == "" && tc.is == nil {
 				if err != nil {
-					t.Fatalf("ReadPIN() = %v, want success", err)
+					t.Fatalf("Read() = %v, want success", err)
 				}
 				return
 			}
 			if err == nil {
-				t.Fatalf("ReadPIN() = %q, nil, want error containing %q", pin, tc.wantErr)
+				t.Fatalf("Read() = %q, nil, want error containing %q", pin, tc.wantErr)
 			}
 			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("ReadPIN() = %v, want error containing %q", err, tc.wantErr)
+				t.Errorf("Read() = %v, want error containing %q", err, tc.wantErr)
 			}
 			if tc.is != nil && !errors.Is(err, tc.is) {
-				t.Errorf("ReadPIN() = %v, want errors.Is %v", err, tc.is)
+				t.Errorf("Read() = %v, want errors.Is %v", err, tc.is)
 			}
 			for _, p := range []string{credPIN, uriPIN, filePIN, ttyPIN, "7777777777"} {
 				if strings.Contains(err.Error(), p) {
-					t.Errorf("ReadPIN() error %q contains the PIN", err)
+					t.Errorf("Read() error %q contains the PIN", err)
 				}
 			}
 		})
 	}
 }
 
-// terminal is a fake terminal: typed input and the output written.
-type terminal struct {
+// fakeTerminal is typed input plus a record of what was written.
+type fakeTerminal struct {
 	io.Reader
-	io.Writer
+	out *bytes.Buffer
 }
 
-// TestPromptPIN checks what the PIN prompt adds to tty.Prompt (tested in
-// internal/tty): a PIN is not empty and fits MaxPINLen.
-func TestPromptPIN(t *testing.T) {
-	for _, tc := range []struct {
-		name, typed, want, wantErr string
-	}{
-		{name: "line", typed: "1234\n", want: "1234"},
-		{name: "empty", typed: "\n", wantErr: "empty"},
-		{name: "nothing", typed: "", wantErr: "is empty"},
-		{name: "too long", typed: strings.Repeat("1", 300) + "\n", wantErr: "longer than 256"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			pin, err := hsm.PromptPIN(terminal{strings.NewReader(tc.typed), &out}, "PIN: ")
-			if string(pin) != tc.want || (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("PromptPIN(%q) = %q, %v, want %q, %q", tc.typed, pin, err, tc.want, tc.wantErr)
-			}
-		})
+func (f fakeTerminal) Write(b []byte) (int, error) { return f.out.Write(b) }
+
+// setTerminal makes Read see a terminal on which input is typed, and
+// returns what Read writes to it. With present false, Read sees none.
+func setTerminal(t testing.TB, present bool, input string) *bytes.Buffer {
+	old := terminal
+	out := new(bytes.Buffer)
+	terminal = func(text string) ([]byte, bool, error) {
+		if !present {
+			return nil, false, nil
+		}
+		line, err := tty.Prompt(fakeTerminal{Reader: bytes.NewReader([]byte(input)), out: out}, text, MaxLen)
+		if err != nil {
+			return nil, false, err
+		}
+		defer clear(line)
+		pin, err := check(line)
+		if err != nil {
+			return nil, false, fmt.Errorf("the PIN entered %w", err)
+		}
+		return pin, true, nil
 	}
+	t.Cleanup(func() { terminal = old })
+	return out
 }
