@@ -32,7 +32,7 @@ func BenchmarkSeal(b *testing.B) {
 			key := randomBytes(32)
 			n, start := 0, time.Now()
 			for b.Loop() {
-				if _, err := d.Seal(key); err != nil {
+				if _, err := d.Seal(b.Context(), key); err != nil {
 					b.Fatalf("Seal() = %v", err)
 				}
 				n++
@@ -48,13 +48,13 @@ func BenchmarkUnseal(b *testing.B) {
 	for _, bt := range benchTPMs {
 		b.Run(bt.name, func(b *testing.B) {
 			d := openDevice(b, tpm.Config{TPM: bt.open(b)})
-			blob, err := d.Seal(randomBytes(32))
+			blob, err := d.Seal(b.Context(), randomBytes(32))
 			if err != nil {
 				b.Fatalf("Seal() = %v", err)
 			}
 			n, start := 0, time.Now()
 			for b.Loop() {
-				if _, err := d.Unseal(blob); err != nil {
+				if _, err := d.Unseal(b.Context(), blob); err != nil {
 					b.Fatalf("Unseal() = %v", err)
 				}
 				n++

@@ -54,7 +54,7 @@ func TestSwTPMReboot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Wrap() = %v", err)
 	}
-	before, err := d.PCRs(tpm.Selection{})
+	before, err := d.PCRs(t.Context(), tpm.Selection{})
 	if err != nil {
 		t.Fatalf("PCRs() = %v", err)
 	}
@@ -65,7 +65,7 @@ func TestSwTPMReboot(t *testing.T) {
 
 	s.Reboot(t)
 
-	after, err := d.PCRs(tpm.Selection{})
+	after, err := d.PCRs(t.Context(), tpm.Selection{})
 	if err != nil {
 		t.Fatalf("PCRs() after Reboot = %v", err)
 	}
