@@ -226,19 +226,24 @@ func (k *StoreKey) Reseal(ctx context.Context, sel Selection) ([]byte, error) {
 		return nil, fmt.Errorf("tpm: the re-sealed store key does not unseal: %w", err)
 	}
 	defer clear(payload)
-	if !k.is(payload) {
-		return nil, errors.New("tpm: the re-sealed blob unseals to another key than the store key")
+	if err := k.holds(payload); err != nil {
+		return nil, err
 	}
 	k.sealed = blob
 	return bytes.Clone(blob), nil
 }
 
-// is reports whether payload is the sealed form of k's key.
-func (k *StoreKey) is(payload []byte) bool {
+// holds checks that payload, unsealed from a re-sealed blob, holds k's key.
+func (k *StoreKey) holds(payload []byte) error {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	key, ok := bytes.CutPrefix(payload, storeKeyMagic)
-	return ok && !k.closed && subtle.ConstantTimeCompare(key, k.key.Bytes()) == 1
+	if k.closed {
+		return ErrClosed
+	}
+	if key, ok := bytes.CutPrefix(payload, storeKeyMagic); !ok || subtle.ConstantTimeCompare(key, k.key.Bytes()) != 1 {
+		return errors.New("tpm: the re-sealed blob unseals to another key than the store key")
+	}
+	return nil
 }
 
 // Check returns the PCRs of the sealed store key's selection whose values
