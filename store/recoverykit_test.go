@@ -54,7 +54,7 @@ func TestRecoveryRestore(t *testing.T) {
 	// A re-seal (the planned-update procedure) moves the kit's binding
 	// too, so puts keep working.
 	sel16, _ := tpm.ParseSelection("16")
-	if _, err := s.Rewrap(ctx, func(w []byte) ([]byte, error) { return oldTPM.Reseal(w, sel16) }); err != nil {
+	if _, err := s.Rewrap(ctx, func(w []byte) ([]byte, error) { return oldTPM.Reseal(ctx, w, sel16) }); err != nil {
 		t.Fatalf("Rewrap(reseal) = %v", err)
 	}
 	mustPut(t, s, "binance/mm-prod", "rotated", store.PutOptions{NewVersion: true, Grace: time.Hour})

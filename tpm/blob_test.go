@@ -84,7 +84,7 @@ func writeBlobCorpus(t *testing.T, sim transport.TPM, wide []byte) {
 	}
 	def.Close()
 	pin := openDevice(t, tpm.Config{TPM: sim, PIN: []byte("1234"), PCRs: sel(t, "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23")})
-	wAll, err := pin.Seal(randomBytes(tpm.MaxSealSize))
+	wAll, err := pin.Seal(t.Context(), randomBytes(tpm.MaxSealSize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,8 +60,10 @@ type Config struct {
 // the store package's Backend interface.
 //
 // A Device is safe for concurrent use: it runs one TPM command sequence
-// at a time (a TPM is serial anyway), and methods taking a context give up
-// waiting for their turn when it is done. The caller must not send other
+// at a time (a TPM is serial anyway). Every method that talks to the TPM,
+// except Close, takes a context: it gives up waiting for its turn when the
+// context is done, and a sequence already started runs to its end (TPM
+// commands cannot be cancelled). The caller must not send other
 // commands on the same transport while the Device is open. Methods called
 // after Close return [ErrClosed].
 type Device struct {
@@ -192,14 +194,11 @@ func checkName(pub *tpm2.TPMTPublic, got tpm2.TPM2BName) ([]byte, error) {
 	return name.Buffer, nil
 }
 
-// do runs fn with exclusive use of the TPM. When fn fails because the
-// created SRK is no longer loaded (the TPM was reset under a running
-// Device), do creates it again, checks that its Name did not change, and
-// runs fn once more.
+// do runs fn with exclusive use of the TPM, unless ctx is done before its
+// turn comes. When fn fails because the created SRK is no longer loaded
+// (the TPM was reset under a running Device), do creates it again, checks
+// that its Name did not change, and runs fn once more.
 func (d *Device) do(ctx context.Context, fn func() error) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tpm: %w", err)
 	}
@@ -250,13 +249,13 @@ func (d *Device) Wrap(ctx context.Context, dataKey []byte) ([]byte, error) {
 	if len(dataKey) != DataKeySize {
 		return nil, fmt.Errorf("tpm: data key is %d bytes, want %d", len(dataKey), DataKeySize)
 	}
-	return d.seal(ctx, dataKey)
+	return d.Seal(ctx, dataKey)
 }
 
 // Unwrap unseals a blob made by Wrap; see [Device.Unseal]. It also fails
 // when the blob holds anything but a [DataKeySize]-byte key.
 func (d *Device) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
-	k, err := d.unseal(ctx, wrapped)
+	k, err := d.Unseal(ctx, wrapped)
 	if err != nil {
 		return nil, err
 	}
@@ -271,11 +270,7 @@ func (d *Device) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
 // the current values of the Device's PCR selection (and its PIN, if any),
 // and returns the blob (format in docs/tpm.md). The data crosses the bus
 // encrypted by a session salted with the storage key.
-func (d *Device) Seal(data []byte) ([]byte, error) {
-	return d.seal(context.Background(), data)
-}
-
-func (d *Device) seal(ctx context.Context, data []byte) ([]byte, error) {
+func (d *Device) Seal(ctx context.Context, data []byte) ([]byte, error) {
 	if len(data) == 0 || len(data) > MaxSealSize {
 		return nil, fmt.Errorf("tpm: cannot seal %d bytes; want 1 to %d", len(data), MaxSealSize)
 	}
@@ -293,11 +288,7 @@ func (d *Device) seal(ctx context.Context, data []byte) ([]byte, error) {
 // [*PolicyError] when its PCRs changed, and errors wrapping [ErrBadPIN] or
 // [ErrLockout]. The data crosses the bus encrypted by a session salted
 // with the storage key. The caller should clear the result after use.
-func (d *Device) Unseal(blob []byte) ([]byte, error) {
-	return d.unseal(context.Background(), blob)
-}
-
-func (d *Device) unseal(ctx context.Context, blob []byte) ([]byte, error) {
+func (d *Device) Unseal(ctx context.Context, blob []byte) ([]byte, error) {
 	bl, needPIN, err := d.parse(blob)
 	if err != nil {
 		return nil, err
@@ -316,7 +307,7 @@ func (d *Device) unseal(ctx context.Context, blob []byte) ([]byte, error) {
 // change of the measured boot state, with a selection that the change
 // leaves alone, and again after it, with the selection wanted; see
 // docs/tpm.md. The data never leaves the Device.
-func (d *Device) Reseal(blob []byte, sel Selection) ([]byte, error) {
+func (d *Device) Reseal(ctx context.Context, blob []byte, sel Selection) ([]byte, error) {
 	bl, needPIN, err := d.parse(blob)
 	if err != nil {
 		return nil, err
@@ -325,7 +316,7 @@ func (d *Device) Reseal(blob []byte, sel Selection) ([]byte, error) {
 		sel = bl.PCRs
 	}
 	var out []byte
-	err = d.do(context.Background(), func() error {
+	err = d.do(ctx, func() error {
 		data, err := d.unsealLocked(bl, needPIN)
 		if err != nil {
 			return err
@@ -339,12 +330,12 @@ func (d *Device) Reseal(blob []byte, sel Selection) ([]byte, error) {
 
 // PCRs returns the current SHA-256 values of the PCRs of sel (the zero
 // Selection: the Device's selection), by PCR index.
-func (d *Device) PCRs(sel Selection) (map[int][]byte, error) {
+func (d *Device) PCRs(ctx context.Context, sel Selection) (map[int][]byte, error) {
 	if sel.IsZero() {
 		sel = d.sel
 	}
 	var vals [][]byte
-	err := d.do(context.Background(), func() (err error) {
+	err := d.do(ctx, func() (err error) {
 		vals, err = d.readPCRs(sel)
 		return err
 	})
@@ -362,12 +353,12 @@ func (d *Device) PCRs(sel Selection) (map[int][]byte, error) {
 // those at sealing time, ascending; none means the PCR policy holds. It
 // fails like Unseal for a blob that is malformed, modified, or sealed by
 // another TPM, but does not unseal.
-func (d *Device) Check(blob []byte) (changed []int, err error) {
+func (d *Device) Check(ctx context.Context, blob []byte) (changed []int, err error) {
 	bl, _, err := d.parse(blob)
 	if err != nil {
 		return nil, err
 	}
-	err = d.do(context.Background(), func() (err error) {
+	err = d.do(ctx, func() (err error) {
 		changed, err = d.changed(bl)
 		return err
 	})

@@ -78,7 +78,7 @@ func TestSealUnseal(t *testing.T) {
 			}
 			d := openDevice(t, cfg)
 			data := randomBytes(tc.size)
-			blob, err := d.Seal(data)
+			blob, err := d.Seal(t.Context(), data)
 			if err != nil {
 				t.Fatalf("Seal(%d bytes) = %v", tc.size, err)
 			}
@@ -95,11 +95,11 @@ func TestSealUnseal(t *testing.T) {
 			if want := d.PCRSelection(); b.PCRs != want {
 				t.Errorf("ParseBlob(Seal()).PCRs = %v, want %v", b.PCRs, want)
 			}
-			got, err := d.Unseal(blob)
+			got, err := d.Unseal(t.Context(), blob)
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("Unseal(Seal(data)) = %x, %v; want %x", got, err, data)
 			}
-			if changed, err := d.Check(blob); err != nil || len(changed) != 0 {
+			if changed, err := d.Check(t.Context(), blob); err != nil || len(changed) != 0 {
 				t.Errorf("Check() = %v, %v; want [], nil", changed, err)
 			}
 		})
@@ -109,12 +109,12 @@ func TestSealUnseal(t *testing.T) {
 func TestSealSize(t *testing.T) {
 	d := openDevice(t, tpm.Config{TPM: openSim(t)})
 	for _, n := range []int{0, tpm.MaxSealSize + 1, 4096} {
-		if blob, err := d.Seal(make([]byte, n)); err == nil {
+		if blob, err := d.Seal(t.Context(), make([]byte, n)); err == nil {
 			t.Errorf("Seal(%d bytes) = %d-byte blob, nil; want an error", n, len(blob))
 		}
 	}
 	// Unwrap refuses a blob holding anything but a data key.
-	blob, err := d.Seal([]byte("sixteen byte pin"))
+	blob, err := d.Seal(t.Context(), []byte("sixteen byte pin"))
 	if err != nil {
 		t.Fatalf("Seal(16 bytes) = %v", err)
 	}
@@ -132,7 +132,7 @@ func TestPolicyDigest(t *testing.T) {
 	for _, s := range []string{"7", "0,2,7", "16", "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23"} {
 		for _, pin := range []bool{false, true} {
 			selection := sel(t, s)
-			vals, err := d.PCRs(selection)
+			vals, err := d.PCRs(t.Context(), selection)
 			if err != nil {
 				t.Fatalf("PCRs(%v) = %v", selection, err)
 			}
@@ -211,7 +211,7 @@ func TestPCRChange(t *testing.T) {
 			t.Errorf("Unwrap() error %q does not contain %q", err, want)
 		}
 	}
-	if changed, err := d.Check(w); err != nil || !reflect.DeepEqual(changed, []int{7}) {
+	if changed, err := d.Check(t.Context(), w); err != nil || !reflect.DeepEqual(changed, []int{7}) {
 		t.Errorf("Check() = %v, %v; want [7], nil", changed, err)
 	}
 
@@ -245,13 +245,13 @@ func TestReseal(t *testing.T) {
 	sim := openSim(t)
 	d := openDevice(t, tpm.Config{TPM: sim})
 	secret := []byte("binance/mm-prod data key")
-	blob, err := d.Seal(secret)
+	blob, err := d.Seal(t.Context(), secret)
 	if err != nil {
 		t.Fatalf("Seal() = %v", err)
 	}
 
 	// 1. Before the update: re-seal to PCRs the update does not touch.
-	interim, err := d.Reseal(blob, sel(t, "0"))
+	interim, err := d.Reseal(t.Context(), blob, sel(t, "0"))
 	if err != nil {
 		t.Fatalf("Reseal(blob, 0) before the update = %v", err)
 	}
@@ -259,7 +259,7 @@ func TestReseal(t *testing.T) {
 		t.Errorf("Reseal(blob, 0) did not seal to PCR 0")
 	}
 	// The same-selection reseal also works before the update.
-	if _, err := d.Reseal(blob, tpm.Selection{}); err != nil {
+	if _, err := d.Reseal(t.Context(), blob, tpm.Selection{}); err != nil {
 		t.Errorf("Reseal(blob, zero) = %v", err)
 	}
 
@@ -267,24 +267,24 @@ func TestReseal(t *testing.T) {
 	extend(t, sim, 7, "dbx update")
 
 	// Resealing the original blob now is too late.
-	if _, err := d.Reseal(blob, sel(t, "0")); !errors.Is(err, tpm.ErrPolicy) {
+	if _, err := d.Reseal(t.Context(), blob, sel(t, "0")); !errors.Is(err, tpm.ErrPolicy) {
 		t.Errorf("Reseal(blob) after the update = %v, want ErrPolicy", err)
 	}
 	// The interim blob still unseals.
-	if got, err := d.Unseal(interim); err != nil || !bytes.Equal(got, secret) {
+	if got, err := d.Unseal(t.Context(), interim); err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("Unseal(interim) after the update = %q, %v; want the secret", got, err)
 	}
 
 	// 3. After the update: re-seal to PCR 7, binding its new value.
-	final, err := d.Reseal(interim, sel(t, "7"))
+	final, err := d.Reseal(t.Context(), interim, sel(t, "7"))
 	if err != nil {
 		t.Fatalf("Reseal(interim, 7) after the update = %v", err)
 	}
-	if got, err := d.Unseal(final); err != nil || !bytes.Equal(got, secret) {
+	if got, err := d.Unseal(t.Context(), final); err != nil || !bytes.Equal(got, secret) {
 		t.Errorf("Unseal(final) = %q, %v; want the secret", got, err)
 	}
 	extend(t, sim, 7, "unplanned change")
-	if _, err := d.Unseal(final); !errors.Is(err, tpm.ErrPolicy) {
+	if _, err := d.Unseal(t.Context(), final); !errors.Is(err, tpm.ErrPolicy) {
 		t.Errorf("Unseal(final) after another change = %v, want ErrPolicy", err)
 	}
 }
@@ -323,7 +323,7 @@ func TestAnotherTPM(t *testing.T) {
 			t.Errorf("Unwrap() error %q does not contain %q", err, want)
 		}
 	}
-	if _, err := other.Check(w); !errors.Is(err, tpm.ErrNotThisTPM) {
+	if _, err := other.Check(t.Context(), w); !errors.Is(err, tpm.ErrNotThisTPM) {
 		t.Errorf("Check() on another TPM = %v, want ErrNotThisTPM", err)
 	}
 }
@@ -648,10 +648,10 @@ func TestNotATPMBlob(t *testing.T) {
 			if !strings.Contains(err.Error(), "not a TPM-sealed blob") {
 				t.Errorf("Unwrap(%s) = %q, want \"not a TPM-sealed blob\"", tc.name, err)
 			}
-			if _, err := d.Check(tc.blob); !errors.As(err, &pe) {
+			if _, err := d.Check(t.Context(), tc.blob); !errors.As(err, &pe) {
 				t.Errorf("Check(%s) = %v, want a *ParseError", tc.name, err)
 			}
-			if _, err := d.Reseal(tc.blob, tpm.Selection{}); !errors.As(err, &pe) {
+			if _, err := d.Reseal(t.Context(), tc.blob, tpm.Selection{}); !errors.As(err, &pe) {
 				t.Errorf("Reseal(%s) = %v, want a *ParseError", tc.name, err)
 			}
 		})
@@ -776,7 +776,7 @@ func TestNoLeaks(t *testing.T) {
 	d.Unwrap(ctx, bad) // TPM_RC_INTEGRITY at Load
 	extend(t, sim, 7, "x")
 	d.Unwrap(ctx, w) // TPM_RC_POLICY_FAIL
-	d.Reseal(w, tpm.Selection{})
+	d.Reseal(t.Context(), w, tpm.Selection{})
 	d.Healthy(ctx)
 	if n := transientObjects(t, sim); n != 2 {
 		t.Errorf("the TPM holds %d transient objects, want 2 (the SRKs of two Devices)", n)
@@ -831,16 +831,16 @@ func TestPCRs(t *testing.T) {
 	sim := openSim(t)
 	d := openDevice(t, tpm.Config{TPM: sim})
 	all := sel(t, "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23")
-	before, err := d.PCRs(all)
+	before, err := d.PCRs(t.Context(), all)
 	if err != nil || len(before) != 24 {
 		t.Fatalf("PCRs(all) = %d values, %v; want 24", len(before), err)
 	}
 	extend(t, sim, 23, "x")
-	after, err := d.PCRs(tpm.Selection{})
+	after, err := d.PCRs(t.Context(), tpm.Selection{})
 	if err != nil || len(after) != 1 || after[7] == nil {
 		t.Fatalf("PCRs(zero) = %v, %v; want PCR 7 only", after, err)
 	}
-	after, _ = d.PCRs(all)
+	after, _ = d.PCRs(t.Context(), all)
 	for p := range 24 {
 		if changed := !bytes.Equal(before[p], after[p]); changed != (p == 23) {
 			t.Errorf("PCR %d changed = %v after extending PCR 23", p, changed)

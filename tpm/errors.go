@@ -36,21 +36,24 @@ var (
 	ErrNotThisTPM = errors.New("tpm: sealed by another TPM")
 
 	// ErrIntegrity: the blob was modified: its records contradict its
-	// policy, or the TPM refused to load it. The error is an
+	// policy, or the TPM refused to load it; or a data key wrapped by a
+	// [StoreKey] does not authenticate under it. The error is an
 	// [*IntegrityError].
 	ErrIntegrity = errors.New("tpm: integrity check failed")
 
-	// ErrClosed: the Device was used after Close.
-	ErrClosed = errors.New("tpm: device closed")
+	// ErrClosed: a Device or StoreKey was used after Close.
+	ErrClosed = errors.New("tpm: used after Close")
 )
 
 // An IntegrityError reports that a sealed blob was modified: its fields
 // contradict each other, or the TPM refused to load it under the storage
-// key that sealed it. errors.Is(err, [ErrIntegrity]) is true for it, and it
+// key that sealed it; or that a data key wrapped by a [StoreKey] is
+// malformed, modified, or wrapped by another store key. errors.Is(err,
+// [ErrIntegrity]) is true for it, and it
 // has the method IntegrityFailure that the store package looks for. It
 // never carries blob contents.
 type IntegrityError struct {
-	// KeyID is the KeyID of the Device that refused the blob.
+	// KeyID is the KeyID of the Device or StoreKey that refused the blob.
 	KeyID string
 	// Reason says what was wrong.
 	Reason string
@@ -60,7 +63,7 @@ type IntegrityError struct {
 
 // Error implements error.
 func (e *IntegrityError) Error() string {
-	return "tpm: integrity check failed: " + e.Reason + " (the sealed blob was modified; restore it from a backup and investigate)"
+	return "tpm: integrity check failed: " + e.Reason + " (the blob was modified or does not belong to this key; restore it from a backup and investigate)"
 }
 
 // IntegrityFailure reports true: the blob, not the TPM, is at fault.

@@ -281,66 +281,78 @@ func (d *Device) changed(bl *Blob) ([]int, error) {
 }
 
 // readPCRs returns the SHA-256 values of the PCRs of sel, in ascending PCR
-// order. A TPM returns at most 8 values per TPM2_PCR_Read, so it reads
-// until it has all, and starts again if a PCR was extended in between.
-// The caller holds d.sem.
+// order. It reads them again when a PCR was extended while they were read,
+// up to 5 times. The caller holds d.sem.
 func (d *Device) readPCRs(sel Selection) ([][]byte, error) {
 	for range 5 {
-		values := make(map[int][]byte, sel.Len())
-		remaining := sel
-		var counter uint32
-		consistent := true
-		for first := true; !remaining.IsZero() && consistent; first = false {
-			rsp, err := tpm2.PCRRead{PCRSelectionIn: remaining.tpml()}.Execute(d.tpm)
-			if err != nil {
-				return nil, fmt.Errorf("tpm: read PCRs %s: %w", remaining, err)
-			}
-			if !first && rsp.PCRUpdateCounter != counter {
-				consistent = false
-				break
-			}
-			counter = rsp.PCRUpdateCounter
-			var got Selection
-			for _, s := range rsp.PCRSelectionOut.PCRSelections {
-				if s.Hash != tpm2.TPMAlgSHA256 {
-					continue
-				}
-				for i, b := range s.PCRSelect {
-					if i >= pcrSelectSize {
-						if b != 0 {
-							return nil, fmt.Errorf("tpm: read PCRs %s: the TPM returned PCRs beyond %d", remaining, MaxPCR)
-						}
-						continue
-					}
-					got.mask |= uint32(b) << (8 * i)
-				}
-			}
-			if got.IsZero() {
-				return nil, fmt.Errorf("tpm: read PCRs %s: the TPM returned no SHA-256 values; "+
-					"enable its SHA-256 PCR bank (`tpm2_pcrallocate sha256:all`, then reboot)", remaining)
-			}
-			if got.mask&^remaining.mask != 0 || len(rsp.PCRValues.Digests) != got.Len() {
-				return nil, fmt.Errorf("tpm: read PCRs %s: the TPM returned %s and %d values", remaining, got, len(rsp.PCRValues.Digests))
-			}
-			for i, p := range got.PCRs() {
-				v := rsp.PCRValues.Digests[i].Buffer
-				if len(v) != sha256.Size {
-					return nil, fmt.Errorf("tpm: read PCR %d: the TPM returned %d bytes for a SHA-256 value", p, len(v))
-				}
-				values[p] = bytes.Clone(v)
-			}
-			remaining.mask &^= got.mask
+		values, ok, err := d.readOnce(sel)
+		if err != nil || ok {
+			return values, err
 		}
-		if !consistent {
-			continue
-		}
-		out := make([][]byte, 0, sel.Len())
-		for _, p := range sel.PCRs() {
-			out = append(out, values[p])
-		}
-		return out, nil
 	}
 	return nil, fmt.Errorf("tpm: read PCRs %s: they kept changing while being read", sel)
+}
+
+// readOnce reads the values of sel, in ascending PCR order. A TPM returns
+// at most 8 values per TPM2_PCR_Read, so it reads until it has all; ok is
+// false when the TPM's PCR update counter moved between two reads, that
+// is, when the values may come from different states.
+func (d *Device) readOnce(sel Selection) (values [][]byte, ok bool, err error) {
+	byPCR := make(map[int][]byte, sel.Len())
+	var counter uint32
+	for remaining, reads := sel, 0; !remaining.IsZero(); reads++ {
+		rsp, err := tpm2.PCRRead{PCRSelectionIn: remaining.tpml()}.Execute(d.tpm)
+		if err != nil {
+			return nil, false, fmt.Errorf("tpm: read PCRs %s: %w", remaining, err)
+		}
+		if reads > 0 && rsp.PCRUpdateCounter != counter {
+			return nil, false, nil
+		}
+		counter = rsp.PCRUpdateCounter
+		got, err := returnedSelection(remaining, rsp)
+		if err != nil {
+			return nil, false, err
+		}
+		for i, p := range got.PCRs() {
+			v := rsp.PCRValues.Digests[i].Buffer
+			if len(v) != sha256.Size {
+				return nil, false, fmt.Errorf("tpm: read PCR %d: the TPM returned %d bytes for a SHA-256 value", p, len(v))
+			}
+			byPCR[p] = bytes.Clone(v)
+		}
+		remaining.mask &^= got.mask
+	}
+	values = make([][]byte, 0, sel.Len())
+	for _, p := range sel.PCRs() {
+		values = append(values, byPCR[p])
+	}
+	return values, true, nil
+}
+
+// returnedSelection returns the SHA-256 PCRs whose values rsp holds, a
+// non-empty part of asked, and checks that rsp holds one value for each.
+func returnedSelection(asked Selection, rsp *tpm2.PCRReadResponse) (Selection, error) {
+	var got Selection
+	for _, s := range rsp.PCRSelectionOut.PCRSelections {
+		if s.Hash != tpm2.TPMAlgSHA256 {
+			continue
+		}
+		for i, b := range s.PCRSelect {
+			if i < pcrSelectSize {
+				got.mask |= uint32(b) << (8 * i)
+			} else if b != 0 {
+				return Selection{}, fmt.Errorf("tpm: read PCRs %s: the TPM returned PCRs beyond %d", asked, MaxPCR)
+			}
+		}
+	}
+	if got.IsZero() {
+		return Selection{}, fmt.Errorf("tpm: read PCRs %s: the TPM returned no SHA-256 values; "+
+			"enable its SHA-256 PCR bank (`tpm2_pcrallocate sha256:all`, then reboot)", asked)
+	}
+	if got.mask&^asked.mask != 0 || len(rsp.PCRValues.Digests) != got.Len() {
+		return Selection{}, fmt.Errorf("tpm: read PCRs %s: the TPM returned %s and %d values", asked, got, len(rsp.PCRValues.Digests))
+	}
+	return got, nil
 }
 
 // retryTPM resends a command the TPM answered with TPM_RC_RETRY,

@@ -40,6 +40,19 @@ func TestStoreConformanceSwTPM(t *testing.T) {
 	}
 }
 
+func TestStoreKeyConformanceSwTPM(t *testing.T) {
+	_, tp := openSwTPM(t)
+	d := openDevice(t, tpm.Config{TPM: tp})
+	k, _ := newStoreKey(t, d)
+	storetest.Run(t, k)
+	if n := transientObjects(t, tp); n != 1 {
+		t.Errorf("swtpm holds %d transient objects, want 1 (the SRK)", n)
+	}
+	if n := sessions(t, tp); n != 0 {
+		t.Errorf("swtpm holds %d sessions, want 0", n)
+	}
+}
+
 // TestSwTPMReboot seals, power-cycles the TPM, and unseals: PCR 7 starts
 // from the same value after every reset on swtpm (no firmware measures
 // anything into it), so the policy still holds. The running Device
@@ -54,7 +67,7 @@ func TestSwTPMReboot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Wrap() = %v", err)
 	}
-	before, err := d.PCRs(tpm.Selection{})
+	before, err := d.PCRs(t.Context(), tpm.Selection{})
 	if err != nil {
 		t.Fatalf("PCRs() = %v", err)
 	}
@@ -65,7 +78,7 @@ func TestSwTPMReboot(t *testing.T) {
 
 	s.Reboot(t)
 
-	after, err := d.PCRs(tpm.Selection{})
+	after, err := d.PCRs(t.Context(), tpm.Selection{})
 	if err != nil {
 		t.Fatalf("PCRs() after Reboot = %v", err)
 	}

@@ -40,7 +40,7 @@ func openBackend(ctx context.Context, cfg config.Config, create bool) (b backend
 
 // openBackendObject is openBackend with the HSM key named by object
 // instead of the one the store records or the configuration names.
-func openBackendObject(_ context.Context, cfg config.Config, create bool, object string) (b backend, created bool, err error) {
+func openBackendObject(ctx context.Context, cfg config.Config, create bool, object string) (b backend, created bool, err error) {
 	switch cfg.Backend {
 	case "tpm":
 		d, err := openTPM(cfg)
@@ -51,7 +51,7 @@ func openBackendObject(_ context.Context, cfg config.Config, create bool, object
 			return nil, false, err
 		}
 		defer d.Close() // only the HSM PIN needs it
-		return openHSMSealedPIN(cfg, d, create, object)
+		return openHSMSealedPIN(ctx, cfg, d, create, object)
 	default:
 		uri, err := pkcs11URI(cfg, object)
 		if err != nil {
@@ -143,7 +143,7 @@ func sealedPINPath(cfg config.Config) string {
 // openHSMSealedPIN opens the HSM with a PIN the TPM unseals, so the HSM key
 // can only be used on this host in its measured boot state. With create, a
 // PIN read from the usual sources is sealed and saved first.
-func openHSMSealedPIN(cfg config.Config, d *tpmBackend, create bool, object string) (backend, bool, error) {
+func openHSMSealedPIN(ctx context.Context, cfg config.Config, d *tpmBackend, create bool, object string) (backend, bool, error) {
 	uri, err := pkcs11URI(cfg, object)
 	if err != nil {
 		return nil, false, err
@@ -158,7 +158,7 @@ func openHSMSealedPIN(cfg config.Config, d *tpmBackend, create bool, object stri
 			return nil, false, err
 		}
 		defer clear(pin)
-		if sealed, err = d.Seal(pin); err != nil {
+		if sealed, err = d.Seal(ctx, pin); err != nil {
 			return nil, false, fmt.Errorf("failed to seal the HSM PIN: %w", err)
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -173,7 +173,7 @@ func openHSMSealedPIN(cfg config.Config, d *tpmBackend, create bool, object stri
 	case err != nil:
 		return nil, false, err
 	}
-	pin, err := d.Unseal(sealed)
+	pin, err := d.Unseal(ctx, sealed)
 	if err != nil {
 		return nil, false, fmt.Errorf("the TPM refused to unseal the HSM PIN in %s: %w", path, err)
 	}

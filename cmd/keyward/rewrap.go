@@ -33,7 +33,7 @@ func rewrapCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				n, err := s.Rewrap(c.Context, func(w []byte) ([]byte, error) { return d.Reseal(w, d.PCRSelection()) })
+				n, err := s.Rewrap(c.Context, func(w []byte) ([]byte, error) { return d.Reseal(c.Context, w, d.PCRSelection()) })
 				if err != nil {
 					return err
 				}

@@ -39,7 +39,7 @@ func pcrsCommand() *cli.Command {
 			}
 			defer d.Close()
 			sel := d.PCRSelection()
-			values, err := d.PCRs(sel)
+			values, err := d.PCRs(c.Context, sel)
 			if err != nil {
 				return err
 			}
@@ -63,7 +63,7 @@ func pcrsCommand() *cli.Command {
 					continue
 				}
 				state := "satisfied"
-				changed, err := d.Check(e.WrappedKey)
+				changed, err := d.Check(c.Context, e.WrappedKey)
 				switch {
 				case err != nil:
 					state = err.Error()
@@ -114,7 +114,7 @@ func resealCommand() *cli.Command {
 			if sel.IsZero() {
 				sel = d.PCRSelection()
 			}
-			n, err := s.Rewrap(c.Context, func(w []byte) ([]byte, error) { return d.Reseal(w, sel) })
+			n, err := s.Rewrap(c.Context, func(w []byte) ([]byte, error) { return d.Reseal(c.Context, w, sel) })
 			if err != nil {
 				if errors.Is(err, tpm.ErrPolicy) {
 					return fmt.Errorf("%w\nthe measured state already changed: re-sealing needs the old state; recover with the break-glass kit (docs/recovery.md)", err)
