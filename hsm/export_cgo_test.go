@@ -4,8 +4,6 @@ package hsm
 
 import (
 	"context"
-	"testing"
-	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -44,11 +42,4 @@ func HoldSession(t *Token) (release func(), err error) {
 		t.mod.leave()
 		<-t.sem
 	}, nil
-}
-
-// SetBackoff sets the re-initialisation backoff for the test.
-func SetBackoff(tb testing.TB, minimum, maximum time.Duration) {
-	oldMin, oldMax := minBackoff, maxBackoff
-	minBackoff, maxBackoff = minimum, maximum
-	tb.Cleanup(func() { minBackoff, maxBackoff = oldMin, oldMax })
 }
