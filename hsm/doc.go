@@ -102,10 +102,11 @@
 // towards locking the PIN. Logins are serialised per module, so a burst
 // of sessions that find themselves logged out spends one attempt.
 //
-// No method blocks past its context. A module call that hangs cannot be
-// interrupted; it runs in a goroutine its caller stops waiting for, at
-// most Config.MaxSessions operations and one health check per Token. A
-// re-initialisation waits for them to return, and so does Close.
+// Methods that take a context return by its end. A module call that
+// hangs cannot be interrupted; it runs in a goroutine its caller stops
+// waiting for, at most Config.MaxSessions operations and one health check
+// per Token. A re-initialisation waits for them to return, and so does
+// Close.
 //
 // # Limitations
 //
