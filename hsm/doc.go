@@ -39,10 +39,11 @@
 // # Modules, sessions and concurrency
 //
 // A PKCS #11 module is initialised once per process: the package keeps one
-// context per module file, shared by every Token on it and finalised when
-// the last one closes. Login state is per process and token, so once one
-// Token is logged in the token no longer checks PINs; Open therefore
-// compares a second Token's PIN with the first's itself.
+// context per module file, shared by every Token on it, re-initialised to
+// bring back a lost token, and finalised when the last one closes. Login
+// state is per process and token, so once one Token is logged in the
+// token no longer checks PINs; Open therefore compares a second Token's
+// PIN with the first's itself.
 //
 // A Token is safe for concurrent use. It keeps a pool of at most
 // Config.MaxSessions logged-in read/write sessions; operations wait for a

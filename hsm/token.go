@@ -30,8 +30,8 @@ import (
 // pool of at most Config.MaxSessions logged-in sessions; an operation waits
 // for a free session (or for its context to end). A session the module
 // reports dead is dropped and replaced, logging in again, and the
-// operation is retried once on the fresh session. Wrap, Unwrap, Healthy
-// and Destroy return by their context's end: a module call that hangs is
+// operation is retried once on the fresh session. Wrap, Unwrap and
+// Healthy return by their context's end: a module call that hangs is
 // left running in a goroutine (at most MaxSessions operations and one
 // health check at a time), and the caller gets an error. Open and Close
 // wait for the module.
