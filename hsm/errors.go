@@ -33,6 +33,22 @@ var (
 	// another key. The error is an [*IntegrityError].
 	ErrIntegrity = errors.New("hsm: integrity check failed")
 
+	// ErrUnavailable: the token stopped answering (removed, reset,
+	// unreachable, hung) or came back changed. The Token retries by
+	// itself: it re-initialises the module with backoff and, once the
+	// same key answers again, operations succeed without reopening it.
+	// Meanwhile operations fail fast with this error; keyward keeps
+	// serving the secrets it has already unwrapped.
+	ErrUnavailable = errors.New("hsm: token unreachable; keyward keeps serving what it holds and retries")
+
+	// ErrKeyChanged: the token that came back, or the key on it, is not
+	// the one the Token opened (another serial number, or a key under the
+	// same label and id that cannot decrypt what the original encrypted).
+	// The Token refuses it, so that nothing is wrapped under a key that
+	// cannot unwrap the store, and keeps retrying in case the original
+	// returns. Errors wrapping it also wrap [ErrUnavailable].
+	ErrKeyChanged = errors.New("hsm: the token holds a different key")
+
 	// ErrClosed: the Token was used after Close.
 	ErrClosed = errors.New("hsm: token closed")
 )

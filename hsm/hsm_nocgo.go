@@ -39,6 +39,9 @@ func (t *Token) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) { re
 // Healthy fails: this build has no PKCS #11 support.
 func (t *Token) Healthy(ctx context.Context) error { return errNoCgo }
 
+// Status reports StateFailed: this build has no PKCS #11 support.
+func (t *Token) Status() Status { return Status{State: StateFailed, Err: errNoCgo} }
+
 // Close does nothing.
 func (t *Token) Close() error { return nil }
 

@@ -1,5 +1,6 @@
 // Package testenv provides the hardware stand-ins keyward's tests run
-// against: throwaway SoftHSM tokens (and, later, swtpm instances).
+// against: throwaway SoftHSM tokens, a fault-injecting PKCS #11 module in
+// front of them, and swtpm instances.
 //
 // Tests that need a tool skip when it is missing, except when the
 // environment variable KEYWARD_TEST_REQUIRE_HARDWARE is 1 (as in CI), where
@@ -30,6 +31,7 @@ var packages = map[string][2]string{
 	"tpm2_pcrread":    {"tpm2-tools", "tpm2-tools"},
 	"systemd-nspawn":  {"systemd-nspawn", "systemd-container"},
 	"systemd-analyze": {"systemd", "systemd"},
+	"gcc":             {"gcc", "gcc"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
