@@ -107,7 +107,7 @@ func runRewrapper(dir string) int {
 		return fail(err)
 	}
 	fmt.Println("ready")
-	if _, err := s.RewrapTo(context.Background(), to, os.Getenv("KEYWARD_STORE_TEST_LABEL")); err != nil {
+	if _, err := s.RewrapTo(context.Background(), to, labelRecord(os.Getenv("KEYWARD_STORE_TEST_LABEL"))); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -295,7 +295,7 @@ func TestRewrapKilled(t *testing.T) {
 		}
 		from, _ := store.New(store.Config{Dir: s.Dir(), Backend: key(current), Host: testHost})
 		if current != label {
-			if _, err := from.RewrapTo(ctx, key(label), label); err != nil {
+			if _, err := from.RewrapTo(ctx, key(label), labelRecord(label)); err != nil {
 				t.Fatalf("round %d: re-run RewrapTo() = %v", round, err)
 			}
 		}
@@ -316,4 +316,9 @@ func TestRewrapKilled(t *testing.T) {
 		}
 		t.Logf("round %d: complete under %s", round, label)
 	}
+}
+
+// labelRecord is the key record that switches a store to the HSM key label.
+func labelRecord(label string) map[string][]byte {
+	return map[string][]byte{store.RootKeyFile: []byte(label + "\n")}
 }

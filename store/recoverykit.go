@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -150,8 +151,15 @@ func (s *Store) sealedToKit(ctx context.Context, kit *recovery.Kit, e *Envelope)
 // Restore re-wraps every data key to the store's current backend (a new
 // HSM key, a new TPM, a new PCR state) with the data keys opened by the
 // recovery kit's private key, rebuilt from custodians' shares. All
-// envelopes are replaced in one transaction. It returns how many.
-func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, error) {
+// envelopes, and the key records that make the store open with the new
+// backend (a new TPM store key), are replaced in one transaction. It
+// returns how many envelopes.
+func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey, records map[string][]byte) (int, error) {
+	for name := range records {
+		if !keyRecords[name] {
+			return 0, fmt.Errorf("store: %q is not a key record", name)
+		}
+	}
 	unlock, err := s.lock()
 	if err != nil {
 		return 0, err
@@ -173,6 +181,8 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 	if err != nil {
 		return 0, err
 	}
+	extra := map[string][]byte{kitBinding: binding}
+	maps.Copy(extra, records)
 	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
 		sealed, err := os.ReadFile(filepath.Join(s.cfg.Dir, sidecarName(e.Name, e.Version)))
 		if err != nil {
@@ -184,7 +194,7 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey) (int, er
 		}
 		defer clear(dataKey)
 		return rewrapKey(ctx, e, dataKey, s.cfg.Backend)
-	}, map[string][]byte{kitBinding: binding})
+	}, extra)
 }
 
 // writeReplace atomically and durably replaces dir/name with b.

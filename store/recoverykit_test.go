@@ -76,7 +76,7 @@ func TestRecoveryRestore(t *testing.T) {
 		t.Fatalf("Combine(3 shares) = %v", err)
 	}
 	defer priv.Destroy()
-	if n, err := s2.Restore(ctx, priv); err != nil || n != 3 {
+	if n, err := s2.Restore(ctx, priv, nil); err != nil || n != 3 {
 		t.Fatalf("Restore() = %d, %v; want 3 envelopes", n, err)
 	}
 	for _, tt := range []struct {
@@ -115,7 +115,7 @@ func TestRecoveryKitSwap(t *testing.T) {
 		t.Errorf("Put() with a swapped kit = %v, want ErrIntegrity", err)
 	}
 	// A re-wrap to a new key must not bind the swapped kit to it.
-	if _, err := s.RewrapTo(ctx, storetest.NewMemBackend(), "new"); !errors.Is(err, store.ErrIntegrity) {
+	if _, err := s.RewrapTo(ctx, storetest.NewMemBackend(), map[string][]byte{store.RootKeyFile: []byte("new\n")}); !errors.Is(err, store.ErrIntegrity) {
 		t.Errorf("RewrapTo() with a swapped kit = %v, want ErrIntegrity", err)
 	}
 }

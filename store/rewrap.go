@@ -5,7 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,20 +190,20 @@ func (s *Store) finishRewrap() error {
 	return syncDir(s.cfg.Dir)
 }
 
-// RootKeyFile, in the store directory, records the label of the PKCS#11
-// key-encryption key the store is under after a key rotation; when it
-// exists it overrides the object named in the configuration, so that the
-// switch to a new key is part of the re-wrap transaction.
-const RootKeyFile = "root-key"
-
 // RewrapTo re-wraps every data key from the store's backend to the backend
-// to (a new key-encryption key), re-encrypting each secret under its new
-// header, and records newLabel in [RootKeyFile], all in one transaction.
-// Envelopes already under to are kept, so that a re-run after an
-// interruption completes the job. A recovery kit is bound to the new key.
-func (s *Store) RewrapTo(ctx context.Context, to Backend, newLabel string) (int, error) {
+// to (a new root key), re-encrypting each secret under its new header, and
+// writes the key records (see [RootKeyFile], [TPMKeyFile]) that make the
+// store open with to, all in one transaction. Envelopes already under to
+// are kept, so that a re-run after an interruption completes the job. A
+// recovery kit is bound to the new key.
+func (s *Store) RewrapTo(ctx context.Context, to Backend, records map[string][]byte) (int, error) {
 	if s.cfg.Backend == nil {
 		return 0, errors.New("store: no backend configured")
+	}
+	for name := range records {
+		if !keyRecords[name] {
+			return 0, fmt.Errorf("store: %q is not a key record", name)
+		}
 	}
 	unlock, err := s.lock()
 	if err != nil {
@@ -226,7 +226,7 @@ func (s *Store) RewrapTo(ctx context.Context, to Backend, newLabel string) (int,
 	if extra == nil {
 		extra = map[string][]byte{}
 	}
-	extra[RootKeyFile] = []byte(newLabel + "\n")
+	maps.Copy(extra, records)
 	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
 		from := s.cfg.Backend
 		if e.KeyID == to.KeyID() {
@@ -264,22 +264,6 @@ func rewrapKey(ctx context.Context, e *Envelope, dataKey []byte, to Backend) (*E
 		return nil, errors.New("the new key unwraps another data key than it wrapped")
 	}
 	return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
-}
-
-// RootKeyLabel returns the label recorded in [RootKeyFile], or "".
-func RootKeyLabel(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, RootKeyFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	label := strings.TrimSpace(string(b))
-	if label == "" || len(label) > 255 {
-		return "", fmt.Errorf("%s does not hold a key label", filepath.Join(dir, RootKeyFile))
-	}
-	return label, nil
 }
 
 // FinishPending completes or discards a transaction that a killed writer

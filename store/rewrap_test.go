@@ -106,3 +106,75 @@ func TestRewrapInterrupted(t *testing.T) {
 		t.Error("the commit marker was kept")
 	}
 }
+
+// TestKeyRecordAfterInterruptedRewrap builds the state a rewrap killed
+// after its commit leaves (the commit marker, and the new envelopes and
+// key record still beside the old ones as .next files): reading the key
+// record finishes the transaction first, so the key it names is the one
+// every envelope is under, and nothing is sealed under the old key.
+func TestKeyRecordAfterInterruptedRewrap(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newKey := storetest.NewMemBackend(), storetest.NewMemBackend()
+	s := newStore(t, oldKey)
+	mustPut(t, s, "a", "value-a", store.PutOptions{})
+	mustPut(t, s, "b", "value-b", store.PutOptions{})
+
+	// The finished rewrap, in a copy of the store.
+	done := filepath.Join(t.TempDir(), "done")
+	copyDir(t, s.Dir(), done)
+	sDone, err := store.New(store.Config{Dir: done, Backend: oldKey, Host: testHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sDone.RewrapTo(ctx, newKey, map[string][]byte{store.RootKeyFile: []byte("new-kek\n")}); err != nil {
+		t.Fatal(err)
+	}
+	// The interrupted one: every changed file as .next, and the marker.
+	for _, name := range []string{"a@1.kwe", "b@1.kwe", store.RootKeyFile} {
+		b, err := os.ReadFile(filepath.Join(done, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(s.Dir(), name+".next"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), ".rewrap-committed"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	label, err := store.RootKeyLabel(s.Dir())
+	if err != nil || label != "new-kek" {
+		t.Fatalf("RootKeyLabel() of an interrupted rewrap = %q, %v; want the new key's label", label, err)
+	}
+	s2, err := store.New(store.Config{Dir: s.Dir(), Backend: newKey, Host: testHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s2, "c", "value-c", store.PutOptions{})
+	for name, want := range map[string]string{"a": "value-a", "b": "value-b", "c": "value-c"} {
+		if got := mustOpen(t, s2, name, 0); got != want {
+			t.Errorf("Open(%s) under the new key = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

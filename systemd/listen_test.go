@@ -30,7 +30,11 @@ func listenerRole() int {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
 	l, activated, err := Listener(func() (net.Listener, error) {
-		return net.Listen("unix", os.Getenv("KEYWARD_TEST_SOCKET"))
+		path := os.Getenv("KEYWARD_TEST_SOCKET")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		return net.Listen("unix", path)
 	})
 	left := os.Getenv("LISTEN_FDS") + os.Getenv("LISTEN_PID") + os.Getenv("LISTEN_FDNAMES")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/backend"
 )
 
 // The commands that change the store (put, rotate, rm, prune) go through a
@@ -72,11 +73,11 @@ func noAgent(c *cli.Context, cfg config.Config) {
 // openStoreAlone opens the store with its backend for a command that must
 // not run beside an agent: one that opens the token the agent holds, or
 // replaces the key under it.
-func openStoreAlone(c *cli.Context, cfg config.Config) (*store.Store, backend, error) {
+func openStoreAlone(c *cli.Context, cfg config.Config) (*store.Store, backend.Backend, error) {
 	if err := noAgentRuns(c, cfg); err != nil {
 		return nil, nil, err
 	}
-	return openStore(c.Context, cfg)
+	return openStore(c, cfg)
 }
 
 // noAgentRuns refuses to go on while an agent answers on the socket.

@@ -113,7 +113,7 @@ func installCommand() *cli.Command {
 		Description: "install writes keyward.service and keyward.socket to PREFIX/lib/systemd/system, the\n" +
 			"sysusers.d and tmpfiles.d snippets to PREFIX/lib, creates the user keyward and the group\n" +
 			"keyward-clients (systemd-sysusers), the directories (systemd-tmpfiles), a configuration\n" +
-			"skeleton /etc/keyward/keyward.toml (0640 root:keyward) and a policy that grants nothing,\n" +
+			"skeleton /etc/keyward/keyward.toml (0644 root:root) and a policy that grants nothing,\n" +
 			"/etc/keyward/policy.toml (0644). Units are replaced when they differ from this binary's;\n" +
 			"the configuration and the policy are never overwritten. Running it again changes nothing.\n" +
 			"It enables and starts nothing: docs/operations.md has the next steps.\n\n" +
@@ -245,7 +245,7 @@ func (in *installer) files() []installFile {
 		case systemd.KindTmpfiles:
 			dir = "lib/tmpfiles.d"
 		}
-		out = append(out, installFile{path: path.Join(in.prefix, dir, f.Name), kind: f.Kind, data: f.Data, mode: 0o644, gid: -1})
+		out = append(out, installFile{path: path.Join(in.prefix, dir, f.Name), kind: f.Kind, data: f.Data, mode: 0o644})
 	}
 	return out
 }
@@ -257,8 +257,6 @@ type installFile struct {
 	kind  string // systemd.Kind…, or "" for configuration
 	data  []byte
 	mode  fs.FileMode
-	gid   int    // -1: root's group
-	group string // the group's name, for messages; "" for root
 }
 
 // rel turns an absolute path into one relative to the root.
@@ -302,7 +300,7 @@ func (in *installer) install() error {
 
 	// Users and groups: systemd-sysusers, when the snippet changed or one
 	// is missing.
-	gid, haveGroup, err := in.lookupGroup(serviceUser)
+	_, haveGroup, err := in.lookupGroup(serviceUser)
 	if err != nil {
 		return err
 	}
@@ -320,7 +318,7 @@ func (in *installer) install() error {
 			if err := runCommand(in.w, "systemd-sysusers", sysusers); err != nil {
 				return err
 			}
-			if gid, haveGroup, err = in.lookupGroup(serviceUser); err != nil {
+			if _, haveGroup, err = in.lookupGroup(serviceUser); err != nil {
 				return err
 			}
 			if !haveGroup {
@@ -349,19 +347,13 @@ func (in *installer) install() error {
 		}
 	}
 
-	// The configuration is readable by the agent's group; in a staging root
-	// without that group, tmpfiles.d sets it at boot ("z" line).
-	cfgGID := -1
-	if haveGroup {
-		cfgGID = gid
-	} else if in.staging {
-		fmt.Fprintf(in.w, "note: %s has no group %s yet; at first boot systemd-sysusers creates it and systemd-tmpfiles gives it %s\n",
-			in.show("/etc/group"), serviceUser, configFile)
-	}
-	if _, err := in.ensureFile(installFile{path: configFile, data: []byte(configSkeleton), mode: 0o640, gid: cfgGID, group: serviceUser}, false); err != nil {
+	// The configuration holds no secret (PINs are credentials or files of
+	// their own): every user may read it, as the CLI of an administrator
+	// needs it to find the agent; only root may change it.
+	if _, err := in.ensureFile(installFile{path: configFile, data: []byte(configSkeleton), mode: 0o644}, false); err != nil {
 		return err
 	}
-	if _, err := in.ensureFile(installFile{path: policyFile, data: []byte(policySkeleton), mode: 0o644, gid: -1}, false); err != nil {
+	if _, err := in.ensureFile(installFile{path: policyFile, data: []byte(policySkeleton), mode: 0o644}, false); err != nil {
 		return err
 	}
 
@@ -393,8 +385,7 @@ func (in *installer) install() error {
 	return nil
 }
 
-// ensureFile makes f.path hold f.data with f.mode, owned by root and
-// f.gid (when >= 0). A file that exists with other content is replaced
+// ensureFile makes f.path hold f.data with f.mode, owned by root. A file that exists with other content is replaced
 // when replace is true and kept otherwise: it belongs to the operator.
 // It reports whether anything changed (or would change).
 func (in *installer) ensureFile(f installFile, replace bool) (bool, error) {
@@ -402,11 +393,7 @@ func (in *installer) ensureFile(f installFile, replace bool) (bool, error) {
 	if err := in.ensureDir(path.Dir(f.path), 0o755); err != nil {
 		return false, err
 	}
-	owner := "root:root"
-	if f.group != "" && (f.gid >= 0 || !in.staging) {
-		owner = "root:" + f.group // in a dry run, the group sysusers would create
-	}
-	what := fmt.Sprintf("%s (%04o %s)", in.show(f.path), f.mode, owner)
+	what := fmt.Sprintf("%s (%04o root:root)", in.show(f.path), f.mode)
 	fi, err := in.root.Lstat(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -446,11 +433,11 @@ func (in *installer) ensureFile(f installFile, replace bool) (bool, error) {
 		}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && in.canChown() {
-		if wantGID := uint32(max(f.gid, 0)); st.Uid != 0 || st.Gid != wantGID {
+		if st.Uid != 0 || st.Gid != 0 {
 			changed = true
 			in.did("set the owner of", "set the owner of", what)
 			if !in.dryRun {
-				if err := in.root.Chown(name, 0, int(wantGID)); err != nil {
+				if err := in.root.Chown(name, 0, 0); err != nil {
 					return false, err
 				}
 			}
@@ -482,8 +469,7 @@ func (in *installer) writeFile(f installFile) error {
 		return fail(err)
 	}
 	if in.canChown() {
-		gid := max(f.gid, 0)
-		if err := fh.Chown(0, gid); err != nil {
+		if err := fh.Chown(0, 0); err != nil {
 			return fail(err)
 		}
 	}

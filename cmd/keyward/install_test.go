@@ -72,7 +72,7 @@ func TestInstallRoot(t *testing.T) {
 
 	// A dry run changes nothing.
 	code, out := keyward(t, "install", "--root", root, "--dry-run")
-	if code != 0 || !strings.Contains(out, "would create "+filepath.Join(root, "etc/keyward/keyward.toml")+" (0640 root:keyward)") ||
+	if code != 0 || !strings.Contains(out, "would create "+filepath.Join(root, "etc/keyward/keyward.toml")+" (0644 root:root)") ||
 		!strings.Contains(out, "dry run: 10 changes would be made; nothing was changed") {
 		t.Fatalf("install --dry-run: status %d\n%s", code, out)
 	}
@@ -88,7 +88,7 @@ func TestInstallRoot(t *testing.T) {
 		"/etc/ 0755 0:0",
 		"/etc/group 0644 0:0",
 		"/etc/keyward/ 0755 0:0",
-		"/etc/keyward/keyward.toml 0640 0:990",
+		"/etc/keyward/keyward.toml 0644 0:0",
 		"/etc/keyward/policy.toml 0644 0:0",
 		"/usr/ 0755 0:0",
 		"/usr/local/ 0755 0:0",

@@ -53,6 +53,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				Value:   config.DefaultPath,
 				EnvVars: []string{configEnvVar},
 			},
+			pinStdinFlag,
 		},
 		HideVersion:            true,
 		ExitErrHandler:         func(*cli.Context, error) {},

@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/tty"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/backend"
 )
 
 func initCommand() *cli.Command {
@@ -49,7 +50,7 @@ func initCommand() *cli.Command {
 			if err := noAgentRuns(c, cfg); err != nil {
 				return err
 			}
-			b, created, err := openBackend(c.Context, cfg, true)
+			b, created, err := openBackend(c, cfg, true)
 			if err != nil {
 				return err
 			}
@@ -62,17 +63,21 @@ func initCommand() *cli.Command {
 			}
 			w := c.App.Writer
 			switch {
-			case cfg.Backend == "tpm":
-				fmt.Fprintf(w, "TPM storage key %s is ready; data keys are sealed to PCRs %s\n", b.KeyID(), cfg.TPM.PCRs)
-			case created && cfg.Backend == "hsm+tpm":
-				fmt.Fprintf(w, "key-encryption key %s is ready; the HSM PIN is sealed to PCRs %s in %s\n", b.KeyID(), cfg.TPM.PCRs, sealedPINPath(cfg))
+			case cfg.Backend == config.BackendTPM:
+				if _, legacy := b.(*backend.Legacy); legacy {
+					fmt.Fprintf(w, "TPM storage key %s is ready; this store seals each data key on its own: move it to a store key with keyward rewrap\n", b.KeyID())
+				} else {
+					fmt.Fprintf(w, "TPM store key %s is ready, sealed to PCRs %s\n", b.KeyID(), cfg.TPM.PCRs)
+				}
+			case created && cfg.Backend == config.BackendHSMTPM:
+				fmt.Fprintf(w, "key-encryption key %s is ready; the HSM PIN is sealed to PCRs %s in %s\n", b.KeyID(), cfg.TPM.PCRs, backend.SealedPINPath(cfg))
 			case created:
 				fmt.Fprintf(w, "created key-encryption key %s\n", b.KeyID())
 			default:
 				fmt.Fprintf(w, "key-encryption key %s already exists; nothing changed\n", b.KeyID())
 			}
 			fmt.Fprintf(w, "store directory %s is ready\n", cfg.Store.Dir)
-			if cfg.Backend != "tpm" && isSoftHSM(cfg) {
+			if cfg.Backend != config.BackendTPM && isSoftHSM(cfg) {
 				fmt.Fprint(c.App.ErrWriter, softHSMWarning)
 			}
 			return nil
@@ -210,7 +215,7 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 		}
 		v, prevUntil = st.Version, st.PrevUntil
 	} else {
-		s, b, err := openStore(c.Context, cfg)
+		s, b, err := openStore(c, cfg)
 		if err != nil {
 			return err
 		}
@@ -601,34 +606,6 @@ func storeNoArgs(c *cli.Context) (config.Config, *store.Store, error) {
 	}
 	s, err := openStoreNoBackend(cfg)
 	return cfg, s, err
-}
-
-// openStoreNoBackend opens the store without a backend: for operations on
-// metadata and files (list, inspect, rm) that decrypt nothing.
-func openStoreNoBackend(cfg config.Config) (*store.Store, error) {
-	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
-	if err != nil {
-		return nil, err
-	}
-	return store.New(store.Config{Dir: filepath.Clean(cfg.Store.Dir), Host: host})
-}
-
-// openStore opens the store with its backend. The caller closes the backend.
-func openStore(ctx context.Context, cfg config.Config) (*store.Store, backend, error) {
-	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	b, _, err := openBackend(ctx, cfg, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host})
-	if err != nil {
-		b.Close()
-		return nil, nil, err
-	}
-	return s, b, nil
 }
 
 func pruneCommand() *cli.Command {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/backend"
 	"github.com/keyward/keyward/store/recovery"
 )
 
@@ -80,11 +82,22 @@ func recoveryCommand() *cli.Command {
 							shares[i].Destroy()
 						}
 					}()
-					s, b, err := openStoreAlone(c, cfg)
+					if err := noAgentRuns(c, cfg); err != nil {
+						return err
+					}
+					b, records, err := backend.ForRestore(c.Context, cfg, backendOptions(c))
 					if err != nil {
 						return err
 					}
 					defer b.Close()
+					host, err := store.ReadHostID(cfg.Store.MachineIDFile)
+					if err != nil {
+						return err
+					}
+					s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host})
+					if err != nil {
+						return err
+					}
 					kit, err := s.KitUnverified()
 					if err != nil {
 						return err
@@ -94,7 +107,7 @@ func recoveryCommand() *cli.Command {
 						return err
 					}
 					defer priv.Destroy()
-					n, err := s.Restore(c.Context, priv)
+					n, err := s.Restore(c.Context, priv, records)
 					if err != nil {
 						return err
 					}

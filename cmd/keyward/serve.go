@@ -90,7 +90,7 @@ func serveCommand() *cli.Command {
 						"passed", addr, "agent.socket", cfg.Agent.Socket)
 				}
 			}
-			st, b, err := openStore(c.Context, cfg)
+			st, b, err := openStore(c, cfg)
 			if err != nil {
 				return err
 			}

@@ -8,78 +8,79 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/store/backend"
 	"github.com/keyward/keyward/tpm"
 )
 
-// tpmStore opens the configured store when its backend is "tpm".
-func tpmStore(c *cli.Context) (*store.Store, *tpmBackend, error) {
+// tpmConfig loads the configuration of a command that works on the tpm
+// backend.
+func tpmConfig(c *cli.Context) (config.Config, error) {
 	cfg, err := configNoArgs(c)
-	if err != nil {
-		return nil, nil, err
+	if err == nil && cfg.Backend != config.BackendTPM {
+		err = fmt.Errorf("%s works on the tpm backend; this configuration has backend = %q", c.Command.Name, cfg.Backend)
 	}
-	if cfg.Backend != "tpm" {
-		return nil, nil, fmt.Errorf("%s works on the tpm backend; this configuration has backend = %q", c.Command.Name, cfg.Backend)
-	}
-	s, b, err := openStoreAlone(c, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, b.(*tpmBackend), nil
+	return cfg, err
 }
 
 func pcrsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "pcrs",
-		Usage: "show the PCRs secrets are sealed to, and whether each secret would unseal now",
+		Usage: "show the PCRs the store's keys are sealed to, and whether they would unseal now",
+		Description: "pcrs reads the configured PCRs and checks the store's TPM store key (or, in a store\n" +
+			"made before store keys, each data key) against them, without unsealing anything. It\n" +
+			"exits 1 when a key would not unseal in this boot state.",
 		Action: func(c *cli.Context) error {
-			s, d, err := tpmStore(c)
+			cfg, err := tpmConfig(c)
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			sel := d.PCRSelection()
-			values, err := d.PCRs(c.Context, sel)
+			if err := noAgentRuns(c, cfg); err != nil {
+				return err
+			}
+			s, err := openStoreNoBackend(cfg)
+			if err != nil {
+				return err
+			}
+			r, err := backend.CheckTPM(c.Context, cfg, backendOptions(c), s)
 			if err != nil {
 				return err
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "configured selection: %s\n", sel)
-			for _, i := range sel.PCRs() {
-				fmt.Fprintf(w, "  pcr %2d  %s\n", i, hex.EncodeToString(values[i]))
-			}
-			envs, damaged, err := s.List()
-			if err != nil {
-				return err
+			fmt.Fprintf(w, "configured selection: %s\n", r.Selection)
+			for _, i := range r.Selection.PCRs() {
+				fmt.Fprintf(w, "  pcr %2d  %s\n", i, hex.EncodeToString(r.Values[i]))
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tSEALED TO\tPOLICY")
+			fmt.Fprintln(tw, "KEY\tSEALED TO\tPOLICY")
 			unsatisfied := 0
-			for _, e := range envs {
-				bl, err := tpm.ParseBlob(e.WrappedKey)
-				if err != nil {
-					fmt.Fprintf(tw, "%s\t%d\t-\tnot a TPM-sealed key: %v\n", e.Name, e.Version, err)
-					unsatisfied++
-					continue
+			for _, st := range r.Sealed {
+				key := "store key"
+				if st.Name != "" {
+					key = fmt.Sprintf("%s version %d", st.Name, st.Version)
 				}
 				state := "satisfied"
-				changed, err := d.Check(c.Context, e.WrappedKey)
 				switch {
-				case err != nil:
-					state = err.Error()
+				case st.Err != nil:
+					state = st.Err.Error()
 					unsatisfied++
-				case len(changed) > 0:
-					state = fmt.Sprintf("NOT satisfied: PCR %v changed since sealing", changed)
+				case len(st.Changed) > 0:
+					state = fmt.Sprintf("NOT satisfied: PCR %v changed since sealing", st.Changed)
 					unsatisfied++
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Name, e.Version, bl.PCRs, state)
+				sel := "-"
+				if !st.PCRs.IsZero() {
+					sel = st.PCRs.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", key, sel, state)
 			}
 			tw.Flush()
-			for _, d := range damaged {
-				fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", d)
+			if r.Legacy && len(r.Sealed) > 0 {
+				fmt.Fprintln(c.App.ErrWriter, "keyward: hint: this store seals each data key on its own, which costs TPM commands per secret at every start; move it to a store key with keyward rewrap (docs/tpm.md)")
 			}
 			if unsatisfied > 0 {
-				return cli.Exit(fmt.Sprintf("keyward: error: %d secret(s) would not unseal in this boot state; see docs/tpm.md", unsatisfied), exitFailed)
+				return withHint(fmt.Errorf("%d key(s) would not unseal in this boot state", unsatisfied),
+					"if the change was planned, reseal with the old state back, or recover with keyward recovery restore (docs/tpm.md)")
 			}
 			return nil
 		},
@@ -89,12 +90,12 @@ func pcrsCommand() *cli.Command {
 func resealCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "reseal",
-		Usage: "re-seal every data key to the current PCR values (or a new selection)",
-		Description: "reseal unseals each data key under its current policy, which must still hold, and\n" +
-			"seals it again to the current values of the configured PCRs or of --pcrs. All envelopes\n" +
-			"are replaced in one transaction: an interrupted reseal leaves the old store, or is\n" +
-			"finished by the next write. Run it before a planned firmware, kernel or Secure Boot\n" +
-			"change is measured (see docs/operations.md); afterwards, set tpm.pcrs to the new selection.",
+		Usage: "re-seal the store's TPM keys to the current PCR values (or a new selection)",
+		Description: "reseal unseals the store key under its current policy, which must still hold, and\n" +
+			"seals it again to the current values of the configured PCRs or of --pcrs. (In a store\n" +
+			"made before store keys, every data key, in one transaction.) Run it before a planned\n" +
+			"firmware, kernel or Secure Boot change is measured (see docs/tpm.md); afterwards, set\n" +
+			"tpm.pcrs to the new selection.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "pcrs", Usage: "seal to this PCR `SELECTION` (e.g. 7 or sha256:0+2+7) instead of the configured one"},
 		},
@@ -106,22 +107,29 @@ func resealCommand() *cli.Command {
 					return usagef("--pcrs: %v", err)
 				}
 			}
-			s, d, err := tpmStore(c)
+			cfg, err := tpmConfig(c)
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			if sel.IsZero() {
-				sel = d.PCRSelection()
-			}
-			n, err := s.Rewrap(c.Context, func(w []byte) ([]byte, error) { return d.Reseal(c.Context, w, sel) })
+			s, b, err := openStoreAlone(c, cfg)
 			if err != nil {
 				if errors.Is(err, tpm.ErrPolicy) {
-					return fmt.Errorf("%w\nthe measured state already changed: re-sealing needs the old state; recover with the break-glass kit (docs/recovery.md)", err)
+					return withHint(err, "the measured state already changed: re-sealing needs the old state; recover with the break-glass kit (docs/recovery.md)")
 				}
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "re-sealed %d envelope(s) to %s\n", n, sel)
+			defer b.Close()
+			n, err := backend.ResealTPM(c.Context, s, b, sel)
+			if err != nil {
+				if errors.Is(err, tpm.ErrPolicy) {
+					return withHint(err, "the measured state already changed: re-sealing needs the old state; recover with the break-glass kit (docs/recovery.md)")
+				}
+				return err
+			}
+			if sel.IsZero() {
+				sel, _ = tpm.ParseSelection(cfg.TPM.PCRs)
+			}
+			fmt.Fprintf(c.App.Writer, "re-sealed %d key(s) to %s\n", n, sel)
 			return nil
 		},
 	}

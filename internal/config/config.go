@@ -27,6 +27,13 @@ const DefaultPath = "/etc/keyward/keyward.toml"
 // MaxFileSize bounds the configuration file.
 const MaxFileSize = 1 << 20
 
+// The root-key backends, the values of Config.Backend.
+const (
+	BackendPKCS11 = "pkcs11"  // an HSM key
+	BackendTPM    = "tpm"     // a TPM store key sealed to the PCR policy
+	BackendHSMTPM = "hsm+tpm" // an HSM key whose PIN the TPM keeps sealed
+)
+
 // Config is the whole configuration. The zero value is not useful: start
 // from [Default] or [Load].
 type Config struct {
@@ -136,7 +143,7 @@ type PKCS11 struct {
 // Default returns the configuration used when no file exists.
 func Default() Config {
 	return Config{
-		Backend: "pkcs11",
+		Backend: BackendPKCS11,
 		Store: Store{
 			Dir:           "/var/lib/keyward",
 			MachineIDFile: "/etc/machine-id",
@@ -204,18 +211,18 @@ func Parse(b []byte, cfg *Config) error {
 // Validate checks settings that have a fixed set of values or a range.
 func (c *Config) Validate() error {
 	switch c.Backend {
-	case "pkcs11", "hsm+tpm", "tpm":
+	case BackendPKCS11, BackendHSMTPM, BackendTPM:
 	default:
 		return fmt.Errorf("backend %q is not known; use \"pkcs11\", \"tpm\" or \"hsm+tpm\"", c.Backend)
 	}
-	if c.Backend != "tpm" && c.PKCS11.URI == "" {
+	if c.Backend != BackendTPM && c.PKCS11.URI == "" {
 		return errors.New("pkcs11.uri is empty")
 	}
-	if c.Backend != "pkcs11" {
+	if c.Backend != BackendPKCS11 {
 		if c.TPM.Device == "" || c.TPM.PCRs == "" {
 			return errors.New("tpm.device and tpm.pcrs must be set for the tpm and hsm+tpm backends")
 		}
-		if c.Backend == "hsm+tpm" && c.TPM.SealedHSMPIN == "" {
+		if c.Backend == BackendHSMTPM && c.TPM.SealedHSMPIN == "" {
 			return errors.New("tpm.sealed_hsm_pin is empty")
 		}
 	}
