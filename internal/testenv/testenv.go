@@ -30,6 +30,8 @@ var packages = map[string][2]string{
 	"tpm2_pcrread":    {"tpm2-tools", "tpm2-tools"},
 	"systemd-nspawn":  {"systemd-nspawn", "systemd-container"},
 	"systemd-analyze": {"systemd", "systemd"},
+	"node":            {"Node.js", "nodejs"},
+	"npm":             {"npm", "npm"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
