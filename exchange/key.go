@@ -355,10 +355,11 @@ func (k *Key) Destroy() {
 	}
 }
 
-// clearBig zeroes the words of x in place.
+// clearBig zeroes the words of x in place, then sets x to 0.
 func clearBig(x *big.Int) {
 	if x != nil {
 		clear(x.Bits())
+		x.SetInt64(0)
 	}
 }
 

@@ -262,6 +262,9 @@ func parseForm(x Exchange, part, s string, params []Param, count *int) ([]Param,
 	if s == "" {
 		return params, nil
 	}
+	if s[0] == '{' || s[0] == '[' {
+		return nil, reqErr(x, part, ErrMalformed, "is JSON; %s takes name=value&… here", x)
+	}
 	for seg := range strings.SplitSeq(s, "&") {
 		if seg == "" {
 			return nil, reqErr(x, part, ErrMalformed, "an empty parameter (\"&&\", or '&' at the start or end)")
