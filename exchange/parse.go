@@ -265,6 +265,7 @@ func parseForm(x Exchange, part, s string, params []Param, count *int) ([]Param,
 	if s[0] == '{' || s[0] == '[' {
 		return nil, reqErr(x, part, ErrMalformed, "is JSON; %s takes name=value&… here", x)
 	}
+	params = slices.Grow(params, min(strings.Count(s, "&")+1, MaxParams+1))
 	for seg := range strings.SplitSeq(s, "&") {
 		if seg == "" {
 			return nil, reqErr(x, part, ErrMalformed, "an empty parameter (\"&&\", or '&' at the start or end)")
