@@ -26,8 +26,8 @@ import (
 //
 //   - https://docs.cdp.coinbase.com/coinbase-app/authentication-authorization/api-key-authentication
 //   - https://docs.cdp.coinbase.com/get-started/authentication/jwt-authentication
-//   - https://docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/websocket/websocket-authentication
 //   - https://docs.cdp.coinbase.com/coinbase-business/transfer-apis/send-crypto
+//   - https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/portfolios/move-portfolios-funds
 var coinbase = &scheme{
 	info: Info{
 		Exchange:    Coinbase,
@@ -41,7 +41,7 @@ var coinbase = &scheme{
 			"https://docs.cdp.coinbase.com/coinbase-app/authentication-authorization/api-key-authentication",
 			"https://docs.cdp.coinbase.com/get-started/authentication/jwt-authentication",
 			"https://docs.cdp.coinbase.com/coinbase-business/transfer-apis/send-crypto",
-			"https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/portfolios/move-portfolio-funds",
+			"https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/portfolios/move-portfolios-funds",
 		},
 	},
 	check:    coinbaseCheck,

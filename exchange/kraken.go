@@ -18,9 +18,9 @@ import (
 // has used a higher nonce.
 //
 //   - https://docs.kraken.com/api/docs/guides/spot-rest-auth
-//   - https://docs.kraken.com/api/docs/rest-api/withdraw-funds
-//   - https://docs.kraken.com/api/docs/rest-api/wallet-transfer
-//   - https://docs.kraken.com/api/docs/rest-api/account-transfer
+//   - https://docs.kraken.com/api-reference/funding/withdraw-funds
+//   - https://docs.kraken.com/api-reference/funding/request-wallet-transfer
+//   - https://docs.kraken.com/api-reference/subaccounts/account-transfer
 var kraken = &scheme{
 	info: Info{
 		Exchange:    Kraken,
@@ -32,9 +32,9 @@ var kraken = &scheme{
 		Methods:     []string{POST},
 		Docs: []string{
 			"https://docs.kraken.com/api/docs/guides/spot-rest-auth",
-			"https://docs.kraken.com/api/docs/rest-api/withdraw-funds",
-			"https://docs.kraken.com/api/docs/rest-api/wallet-transfer",
-			"https://docs.kraken.com/api/docs/rest-api/account-transfer",
+			"https://docs.kraken.com/api-reference/funding/withdraw-funds",
+			"https://docs.kraken.com/api-reference/funding/request-wallet-transfer",
+			"https://docs.kraken.com/api-reference/subaccounts/account-transfer",
 		},
 	},
 	reserved:   []string{"nonce"},
