@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,33 +134,54 @@ func ccxtCases() []ccxtCase {
 	return cases
 }
 
-// testCredentials returns one credential per key name of ccxtCases.
-// Asymmetric keys come from fixed seeds, except RSA's.
+// testCredentials returns one credential per key name of ccxtCases, the
+// same ones on every call. Asymmetric keys come from fixed seeds, except
+// RSA's, made once.
 func testCredentials(t testing.TB) map[string]Credential {
 	t.Helper()
+	credsOnce.Do(func() { creds, credsErr = makeCredentials() })
+	if credsErr != nil {
+		t.Fatal(credsErr)
+	}
+	m := map[string]Credential{}
+	for name, c := range creds {
+		c.Secret = bytes.Clone(c.Secret)
+		c.Passphrase = bytes.Clone(c.Passphrase)
+		m[name] = c
+	}
+	return m
+}
+
+var (
+	credsOnce sync.Once
+	creds     map[string]Credential
+	credsErr  error
+)
+
+func makeCredentials() (map[string]Credential, error) {
 	seed := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 	pemOf := func(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
 
 	ed := ed25519.NewKeyFromSeed(seed("keyward binance ed25519"))
 	edDER, err := x509.MarshalPKCS8PrivateKey(ed)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	rk, err := rsa.GenerateKey(nil, 2048)
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	rsaDER, err := x509.MarshalPKCS8PrivateKey(rk)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ec, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed("keyward coinbase ecdsa"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ecDER, err := x509.MarshalECPrivateKey(ec)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cbEd := ed25519.NewKeyFromSeed(seed("keyward coinbase ed25519"))
 	const cbName = "organizations/3f2a3b4c-0000-4000-8000-000000000001/apiKeys/9d8e7f6a-0000-4000-8000-000000000002"
@@ -172,7 +195,7 @@ func testCredentials(t testing.TB) map[string]Credential {
 		"kraken":           {Exchange: Kraken, KeyID: "krakenPublicKey+abc/def=", Secret: []byte("kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==")},
 		"coinbase-ecdsa":   {Exchange: Coinbase, KeyID: cbName, Secret: pemOf("EC PRIVATE KEY", ecDER)},
 		"coinbase-ed25519": {Exchange: Coinbase, KeyID: "9d8e7f6a-0000-4000-8000-000000000003", Secret: []byte(base64.StdEncoding.EncodeToString(cbEd))},
-	}
+	}, nil
 }
 
 // ccxtPackage returns the absolute path of js/node_modules/ccxt, skipping

@@ -193,7 +193,6 @@ type Signed struct {
 }
 
 // Info describes what policy needs to know about an exchange's scheme.
-// Its slices are shared: do not modify them.
 type Info struct {
 	Exchange Exchange
 	// SymbolParam is the parameter that names the instrument: Binance and
@@ -228,7 +227,13 @@ func (x Exchange) Info() (Info, bool) {
 	if !ok {
 		return Info{}, false
 	}
-	return s.info, true
+	// Copies: a caller editing its Info must not change the agent's.
+	i := s.info
+	i.FundParams = slices.Clone(i.FundParams)
+	i.KeyTypes = slices.Clone(i.KeyTypes)
+	i.Methods = slices.Clone(i.Methods)
+	i.Docs = slices.Clone(i.Docs)
+	return i, true
 }
 
 // Exchanges returns the exchanges this package signs for.
@@ -298,7 +303,8 @@ func Sign(k *Key, p *Parsed, now time.Time, nonce uint64) (*Signed, error) {
 
 // SignTo is [Sign] writing into s, reusing its memory: a Signed kept per
 // connection makes HMAC signing allocation-free. The previous contents of
-// s, including the values of its Headers and Params, are overwritten.
+// s, including the values of its Headers and Params, are overwritten; after
+// an error they are unspecified.
 func SignTo(s *Signed, k *Key, p *Parsed, now time.Time, nonce uint64) error {
 	if k.destroyed.Load() {
 		return ErrDestroyed

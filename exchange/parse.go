@@ -10,7 +10,7 @@ import (
 // Parse checks r as a request to exchange x and returns the agent's view
 // of it. It refuses, with a *[RequestError] wrapping [ErrMalformed] or
 // [ErrAmbiguous], anything that the exchange might read differently from
-// the agent:
+// the agent (and with [ErrUnsupported] what x's scheme does not sign):
 //
 //   - in the path: '.' and '..' segments, empty segments, '%' escapes,
 //     '\', ';', '#' and '?';

@@ -339,6 +339,11 @@ func TestInfo(t *testing.T) {
 			t.Errorf("%s.Info().IsFundParam(%q) = false, want true", x, strings.ToUpper(info.FundParams[0]))
 		}
 	}
+	mine, _ := Binance.Info()
+	mine.FundParams[0] = "nothing"
+	if again, _ := Binance.Info(); again.FundParams[0] == "nothing" {
+		t.Errorf("editing the Info Binance.Info() returned changed the package's")
+	}
 	if _, ok := Exchange("ftx").Info(); ok {
 		t.Errorf(`Exchange("ftx").Info() = _, true, want false`)
 	}
