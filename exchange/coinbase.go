@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -54,10 +55,11 @@ var coinbase = &scheme{
 const jwtLifetime = 120 * time.Second
 
 func coinbaseCheck(p *Parsed) error {
-	if p.Method != WS && !(len(p.Path) > len("/v2/") && p.Path[:4] == "/v2/") {
-		return checkPlacement(p, "/api/v3/")
+	pre := "/api/v3/" // Advanced Trade
+	if strings.HasPrefix(p.Path, "/v2/") {
+		pre = "/v2/" // the Coinbase App API, which takes the same JWT
 	}
-	return checkPlacement(p, "/v2/")
+	return checkPlacement(p, pre)
 }
 
 // jwtNonce appends the JWT header's nonce: 32 hex digits, as long as
