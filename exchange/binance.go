@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,21 +119,13 @@ func binanceSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 
 	out := append(s.Query, msg...)
 	out = append(out, "&signature="...)
+	m := s.mark()
 	var err error
-	if k.typ == HMACKey {
-		out, err = k.appendHexMAC(out, s, msg)
-	} else {
-		var sig []byte
-		if sig, err = k.asymmetric(msg); err == nil {
-			m := s.mark()
-			s.buf = base64.StdEncoding.AppendEncode(s.buf, sig)
-			out = appendURIComponent(out, s.since(m))
-			s.buf = s.buf[:m]
-		}
-	}
-	if err != nil {
+	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
 		return err
 	}
+	out = appendURIComponent(out, s.since(m)) // base64's '+', '/', '='; hex is unchanged
+	s.buf = s.buf[:m]
 	s.header("X-MBX-APIKEY", s.str(k.id))
 	if inQuery {
 		s.Query = out
@@ -174,15 +165,7 @@ func binanceSignWS(s *Signed, k *Key, p *Parsed, now time.Time, window int64) er
 	s.Digest = sha256.Sum256(msg)
 	m = s.mark()
 	var err error
-	if k.typ == HMACKey {
-		s.buf, err = k.appendHexMAC(s.buf, s, msg)
-	} else {
-		var sig []byte
-		if sig, err = k.asymmetric(msg); err == nil {
-			s.buf = base64.StdEncoding.AppendEncode(s.buf, sig)
-		}
-	}
-	if err != nil {
+	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
 		return err
 	}
 	s.param("signature", s.since(m))

@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"strconv"
 	"time"
 )
@@ -117,15 +116,7 @@ func bybitSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 	s.Digest = sha256.Sum256(msg)
 	m = s.mark()
 	var err error
-	if k.typ == HMACKey {
-		s.buf, err = k.appendHexMAC(s.buf, s, msg)
-	} else {
-		var sig []byte
-		if sig, err = k.asymmetric(msg); err == nil {
-			s.buf = base64.StdEncoding.AppendEncode(s.buf, sig)
-		}
-	}
-	if err != nil {
+	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
 		return err
 	}
 	sig := s.since(m)

@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -41,6 +40,19 @@ func (k *Key) appendBase64MAC(dst []byte, s *Signed, msg []byte) ([]byte, error)
 	return base64.StdEncoding.AppendEncode(dst, mac), nil
 }
 
+// appendSignature appends k's signature of msg as Binance and Bybit write
+// it: the hex HMAC, or the base64 Ed25519 or RSA signature.
+func (k *Key) appendSignature(dst []byte, s *Signed, msg []byte) ([]byte, error) {
+	if k.typ == HMACKey {
+		return k.appendHexMAC(dst, s, msg)
+	}
+	sig, err := k.asymmetric(msg)
+	if err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.AppendEncode(dst, sig), nil
+}
+
 // asymmetric returns k's Ed25519 signature of msg, or its RSASSA-PKCS1-v1_5
 // SHA-256 signature: deterministic both.
 func (k *Key) asymmetric(msg []byte) ([]byte, error) {
@@ -74,18 +86,6 @@ func (k *Key) es256(msg []byte) ([]byte, error) {
 	sig.R.FillBytes(out[:32])
 	sig.S.FillBytes(out[32:])
 	return out, nil
-}
-
-// verifyES256 reports whether sig (r || s) is a valid ES256 signature of
-// msg by pub.
-func verifyES256(pub *ecdsa.PublicKey, msg, sig []byte) bool {
-	if len(sig) != 64 {
-		return false
-	}
-	d := sha256.Sum256(msg)
-	r := new(big.Int).SetBytes(sig[:32])
-	s := new(big.Int).SetBytes(sig[32:])
-	return ecdsa.Verify(pub, d[:], r, s)
 }
 
 // appendURIComponent appends b percent-encoded as JavaScript's

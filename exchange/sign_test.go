@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/url"
 	"strings"
 	"sync"
@@ -169,16 +170,7 @@ func TestAsymmetricSignaturesVerify(t *testing.T) {
 			if !s.Expires.Equal(time.Unix(now.Unix()+120, 0)) {
 				t.Errorf("Sign(%s).Expires = %v", name, s.Expires)
 			}
-			sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
-			input := []byte(parts[0] + "." + parts[1])
-			ok := false
-			switch pub := k.Public().(type) {
-			case *ecdsa.PublicKey:
-				ok = verifyES256(pub, input, sig)
-			case ed25519.PublicKey:
-				ok = ed25519.Verify(pub, input, sig)
-			}
-			if !ok || s.Digest != sha256.Sum256(input) {
+			if !verifyJWT(k, jwt) || s.Digest != sha256.Sum256([]byte(parts[0]+"."+parts[1])) {
 				t.Errorf("Sign(%s, %s): the JWT signature does not verify, or the digest is not of its input", name, r.Method)
 			}
 		}
@@ -334,4 +326,29 @@ func TestSignConcurrent(t *testing.T) {
 		}
 		wg.Wait()
 	}
+}
+
+// verifyJWT reports whether jwt's signature verifies under k's public key
+// (ES256: r || s; EdDSA).
+func verifyJWT(k *Key, jwt string) bool {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	input := []byte(parts[0] + "." + parts[1])
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return false
+	}
+	switch pub := k.Public().(type) {
+	case *ecdsa.PublicKey:
+		if len(sig) != 64 {
+			return false
+		}
+		d := sha256.Sum256(input)
+		return ecdsa.Verify(pub, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
+	case ed25519.PublicKey:
+		return ed25519.Verify(pub, input, sig)
+	}
+	return false
 }
