@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"crypto/sha256"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,18 +113,13 @@ func binanceSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 	}
 	msg = append(msg, "&recvWindow="...)
 	msg = strconv.AppendInt(msg, window, 10)
-	s.msg = msg
-	s.Digest = sha256.Sum256(msg)
-
-	out := append(s.Query, msg...)
-	out = append(out, "&signature="...)
-	m := s.mark()
-	var err error
-	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
+	sig, err := s.seal(k, msg, false)
+	if err != nil {
 		return err
 	}
-	out = appendURIComponent(out, s.since(m)) // base64's '+', '/', '='; hex is unchanged
-	s.buf = s.buf[:m]
+	out := append(s.Query, msg...)
+	out = append(out, "&signature="...)
+	out = appendURIComponent(out, sig) // base64's '+', '/', '='; hex is unchanged
 	s.header("X-MBX-APIKEY", s.str(k.id))
 	if inQuery {
 		s.Query = out
@@ -161,13 +155,10 @@ func binanceSignWS(s *Signed, k *Key, p *Parsed, now time.Time, window int64) er
 		msg = append(msg, '=')
 		msg = append(msg, f.Value...)
 	}
-	s.msg = msg
-	s.Digest = sha256.Sum256(msg)
-	m = s.mark()
-	var err error
-	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
+	sig, err := s.seal(k, msg, false)
+	if err != nil {
 		return err
 	}
-	s.param("signature", s.since(m))
+	s.param("signature", sig)
 	return nil
 }

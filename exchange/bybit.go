@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"crypto/sha256"
 	"strconv"
 	"time"
 )
@@ -81,18 +80,15 @@ func bybitSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 		s.Expires = time.UnixMilli(expires)
 		msg := append(s.msg, "GET/realtime"...)
 		msg = strconv.AppendInt(msg, expires, 10)
-		s.msg = msg
-		s.Digest = sha256.Sum256(msg)
+		sig, err := s.seal(k, msg, false) // hex HMAC: the key is HMAC
+		if err != nil {
+			return err
+		}
 		s.param("apiKey", s.str(k.id))
 		m := s.mark()
 		s.buf = strconv.AppendInt(s.buf, expires, 10)
 		s.param("expires", s.since(m))
-		m = s.mark()
-		var err error
-		if s.buf, err = k.appendHexMAC(s.buf, s, msg); err != nil {
-			return err
-		}
-		s.param("signature", s.since(m))
+		s.param("signature", sig)
 		return nil
 	}
 
@@ -112,14 +108,10 @@ func bybitSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 	} else {
 		msg = append(msg, p.body...)
 	}
-	s.msg = msg
-	s.Digest = sha256.Sum256(msg)
-	m = s.mark()
-	var err error
-	if s.buf, err = k.appendSignature(s.buf, s, msg); err != nil {
+	sig, err := s.seal(k, msg, false)
+	if err != nil {
 		return err
 	}
-	sig := s.since(m)
 	s.header("Content-Type", s.str("application/json"))
 	s.header("X-BAPI-API-KEY", s.str(k.id))
 	s.header("X-BAPI-TIMESTAMP", ts)

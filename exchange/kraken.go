@@ -56,9 +56,9 @@ func krakenCheck(p *Parsed) error {
 
 func krakenSign(s *Signed, k *Key, p *Parsed, _ time.Time, nonce uint64) error {
 	body := s.Body
-	start := len(s.buf)
+	m := s.mark()
 	s.buf = strconv.AppendUint(s.buf, nonce, 10)
-	n := s.buf[start:]
+	n := s.since(m)
 	if p.json {
 		body = append(body, `{"nonce":"`...)
 		body = append(body, n...)
@@ -82,15 +82,10 @@ func krakenSign(s *Signed, k *Key, p *Parsed, _ time.Time, nonce uint64) error {
 	inner := sha256.Sum256(msg)
 	msg = append(msg[:0], p.Path...)
 	msg = append(msg, inner[:]...)
-	s.msg = msg
-	s.buf = s.buf[:start]
-	s.Digest = sha256.Sum256(msg)
-	m := s.mark()
-	var err error
-	if s.buf, err = k.appendBase64MAC(s.buf, s, msg); err != nil {
+	sig, err := s.seal(k, msg, true)
+	if err != nil {
 		return err
 	}
-	sig := s.since(m)
 	s.header("API-Key", s.str(k.id))
 	s.header("API-Sign", sig)
 	if p.json {

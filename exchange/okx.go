@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"crypto/sha256"
 	"strconv"
 	"time"
 )
@@ -67,14 +66,10 @@ func okxSign(s *Signed, k *Key, p *Parsed, now time.Time, _ uint64) error {
 		}
 		msg = append(msg, p.body...)
 	}
-	s.msg = msg
-	s.Digest = sha256.Sum256(msg)
-	m = s.mark()
-	var err error
-	if s.buf, err = k.appendBase64MAC(s.buf, s, msg); err != nil {
+	sig, err := s.seal(k, msg, true)
+	if err != nil {
 		return err
 	}
-	sig := s.since(m)
 	id := s.str(k.id)
 	m = s.mark()
 	s.buf = append(s.buf, k.passphrase...)

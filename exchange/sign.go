@@ -40,6 +40,26 @@ func (k *Key) appendBase64MAC(dst []byte, s *Signed, msg []byte) ([]byte, error)
 	return base64.StdEncoding.AppendEncode(dst, mac), nil
 }
 
+// seal keeps msg as the signed payload and its SHA-256 as the digest, and
+// appends k's signature of msg to the arena, returning it: the hex HMAC or
+// the base64 Ed25519 or RSA signature (Binance, Bybit), or with b64MAC the
+// base64 HMAC (OKX, Kraken).
+func (s *Signed) seal(k *Key, msg []byte, b64MAC bool) ([]byte, error) {
+	s.msg = msg
+	s.Digest = sha256.Sum256(msg)
+	m := s.mark()
+	var err error
+	if b64MAC {
+		s.buf, err = k.appendBase64MAC(s.buf, s, msg)
+	} else {
+		s.buf, err = k.appendSignature(s.buf, s, msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.since(m), nil
+}
+
 // appendSignature appends k's signature of msg as Binance and Bybit write
 // it: the hex HMAC, or the base64 Ed25519 or RSA signature.
 func (k *Key) appendSignature(dst []byte, s *Signed, msg []byte) ([]byte, error) {
