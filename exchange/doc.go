@@ -39,7 +39,9 @@
 // receive window, OKX for 30 seconds, Coinbase's JWT for 120 seconds (to
 // the same method and path, with any parameters), Kraken until a higher
 // nonce is used. Policy limits what gets signed; it cannot limit what the
-// exchange accepts afterwards.
+// exchange accepts afterwards. A WebSocket login (Binance session.logon,
+// OKX, Bybit) authenticates a connection, on which the process then trades
+// without asking the agent again.
 //
 // Binance and Bybit do not sign the path: a signature obtained for an
 // order is valid for a withdrawal with the same parameters. The agent
