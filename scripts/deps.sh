@@ -19,3 +19,22 @@ install_deps() {
 		return 1
 	fi
 }
+
+# install_js_deps installs what exchange/'s differential tests run: Node.js
+# and npm (from Debian, only if the commands are missing: a machine may have
+# them from elsewhere, and NodeSource's nodejs bundles npm), then the ccxt
+# that js/package-lock.json pins, without running package scripts.
+install_js_deps() {
+	local missing=() sudo=""
+	command -v node >/dev/null || missing+=(nodejs)
+	command -v npm >/dev/null || missing+=(npm)
+	if [ ${#missing[@]} -gt 0 ]; then
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		echo "installing: ${missing[*]}"
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	[ -f js/node_modules/ccxt/package.json ] && return 0
+	echo "installing ccxt for the exchange tests: npm ci in js/"
+	(cd js && npm ci --ignore-scripts --no-audit --no-fund)
+}

@@ -11,6 +11,7 @@ export PATH="$PATH:/usr/local/go/bin"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 install_deps
+install_js_deps
 
 export KEYWARD_TEST_REQUIRE_HARDWARE=1
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"

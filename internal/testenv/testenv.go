@@ -32,6 +32,8 @@ var packages = map[string][2]string{
 	"systemd-nspawn":  {"systemd-nspawn", "systemd-container"},
 	"systemd-analyze": {"systemd", "systemd"},
 	"gcc":             {"gcc", "gcc"},
+	"node":            {"Node.js", "nodejs"},
+	"npm":             {"npm", "npm"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
