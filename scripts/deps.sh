@@ -20,7 +20,7 @@ install_deps() {
 	fi
 }
 
-# install_js_deps installs what exchange/'s differential tests run: Node.js
+# install_js_deps installs what agent/exchange's differential tests run: Node.js
 # and npm (from Debian, only if the commands are missing: a machine may have
 # them from elsewhere, and NodeSource's nodejs bundles npm), then the ccxt
 # that js/package-lock.json pins, without running package scripts.

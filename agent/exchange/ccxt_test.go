@@ -203,7 +203,7 @@ func makeCredentials() (map[string]Credential, error) {
 // KEYWARD_TEST_REQUIRE_HARDWARE=1.
 func ccxtPackage(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "js", "node_modules", "ccxt"))
+	dir, err := filepath.Abs(filepath.Join("..", "..", "js", "node_modules", "ccxt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"log"
 	"time"
 
-	"github.com/keyward/keyward/exchange"
+	"github.com/keyward/keyward/agent/exchange"
 )
 
 // The agent's side of one request: parse, judge, sign.
