@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -638,6 +639,13 @@ func recycle(t *testing.T, pid int) {
 	t.Helper()
 	for range 200 {
 		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+				// Containers mount /proc/sys read-only, and a PID cannot
+				// be chosen another way without clone3's set_tid, which
+				// Go's os/exec does not offer. Only this case is skipped.
+				t.Skipf("cannot choose a PID here (%v): /proc/sys is read-only, as in a container; "+
+					"the recycled-PID case runs where /proc/sys/kernel/ns_last_pid is writable", err)
+			}
 			t.Fatalf("cannot recycle a PID: %v", err)
 		}
 		cmd := exec.Command(testBinary(t))
