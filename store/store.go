@@ -492,7 +492,7 @@ func checkWriter(dir string) error {
 		return err
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("the store %s belongs to uid %d and this command runs as uid %d: what it wrote could not be read by the agent; run it as the store's owner (see keyward-admin in docs/operations.md)", dir, st.Uid, os.Geteuid())
+		return fmt.Errorf("the store %s belongs to uid %d and this command runs as uid %d: what it wrote could not be read by the agent; run it as the store's owner, or through the agent (docs/operations.md)", dir, st.Uid, os.Geteuid())
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/systemd"
 )
 
@@ -87,15 +88,14 @@ const policySkeleton = `# keyward access policy: docs/policy.md. Default deny: w
 # units   = ["mm-prod.service"]
 # allow   = ["get"]
 #
-# So that "keyward-admin rotate", "put" and "rm" are served (or revoked) as
-# soon as they return, let the store's owner ask the agent to re-read it
-# (this grants no secret value):
+# Administrators put, rotate and remove secrets through the agent, with
+# no PIN: grant them admin on the names (this grants no secret value).
 #
 # [[rule]]
-# name    = "store-admin"
-# secrets = ["*", "*/**"]
-# users   = ["keyward"]
-# allow   = ["admin"]
+# name    = "sre-admin"
+# secrets = ["binance/*", "okx/*"]
+# groups  = ["sre"]
+# allow   = ["admin", "list"]
 `
 
 func installFlags(extra ...cli.Flag) []cli.Flag {
@@ -253,10 +253,10 @@ func (in *installer) files() []installFile {
 func (in *installer) binary() string { return path.Join(in.prefix, "bin", "keyward") }
 
 type installFile struct {
-	path  string
-	kind  string // systemd.Kind…, or "" for configuration
-	data  []byte
-	mode  fs.FileMode
+	path string
+	kind string // systemd.Kind…, or "" for configuration
+	data []byte
+	mode fs.FileMode
 }
 
 // rel turns an absolute path into one relative to the root.
@@ -369,6 +369,7 @@ func (in *installer) install() error {
 	if _, err := in.root.Stat(rel(in.binary())); err != nil {
 		fmt.Fprintf(in.w, "note: keyward.service runs %s, which is not there yet: install the binary (scripts/install.sh does)\n", in.show(in.binary()))
 	}
+	in.checkTPMDevice()
 	switch {
 	case in.changes == 0:
 		fmt.Fprintln(in.w, "keyward is installed; nothing changed")
@@ -673,4 +674,37 @@ func (in *installer) uninstall(purge bool) error {
 	}
 	fmt.Fprintf(in.w, "kept the user %s and the group %s, as systemd-sysusers does; userdel and groupdel remove them\n", serviceUser, clientsGroup)
 	return nil
+}
+
+// checkTPMDevice says what the TPM backends need of the host when the
+// configuration names one: /dev/tpmrm0 as root:tss 0660, which only
+// Debian's tpm-udev package arranges (systemd ships no rule for it, and
+// nothing of keyward's pulls it in); the keyward user is in tss.
+func (in *installer) checkTPMDevice() {
+	b, err := in.root.ReadFile(rel(configFile))
+	if err != nil {
+		return
+	}
+	cfg := config.Default()
+	if config.Parse(b, &cfg) != nil || cfg.Backend == config.BackendPKCS11 {
+		return
+	}
+	const fix = "install Debian's tpm-udev package (apt-get install tpm-udev), which makes it root:tss 0660 for the keyward user (a member of tss)"
+	if in.staging {
+		fmt.Fprintf(in.w, "note: backend %q opens %s at boot: the image needs tpm-udev: %s\n", cfg.Backend, cfg.TPM.Device, fix)
+		return
+	}
+	fi, err := os.Stat(cfg.TPM.Device)
+	if err != nil {
+		fmt.Fprintf(in.w, "note: backend %q opens %s, which cannot be used (%v); see docs/tpm.md\n", cfg.Backend, cfg.TPM.Device, err)
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || fi.Mode()&os.ModeSocket != 0 {
+		return // a swtpm socket: nothing for udev to do
+	}
+	if g, err := user.LookupGroupId(strconv.Itoa(int(st.Gid))); err != nil || g.Name != "tss" || fi.Mode().Perm()&0o060 != 0o060 {
+		fmt.Fprintf(in.w, "keyward: warning: %s is %04o, group %d, and the keyward user cannot open it: %s\n",
+			cfg.TPM.Device, fi.Mode().Perm(), st.Gid, fix)
+	}
 }

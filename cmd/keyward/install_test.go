@@ -226,3 +226,27 @@ func mtimes(t *testing.T, root string) string {
 	})
 	return b.String()
 }
+
+// TestInstallTPMNote: with a TPM backend configured, install says that
+// the host (or the image) needs tpm-udev for the keyward user to open the
+// TPM; with the PKCS #11 backend it says nothing of it.
+func TestInstallTPMNote(t *testing.T) {
+	for _, backend := range []string{"tpm", "hsm+tpm", "pkcs11"} {
+		t.Run(backend, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(root, "etc/keyward"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc/keyward/keyward.toml"), []byte("backend = \""+backend+"\"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out := keyward(t, "install", "--root", root)
+			if code != 0 {
+				t.Fatalf("install: status %d\n%s", code, out)
+			}
+			if got := strings.Contains(out, "apt-get install tpm-udev"); got != (backend != "pkcs11") {
+				t.Errorf("install with backend %s: tpm-udev note %v, want %v:\n%s", backend, got, backend != "pkcs11", out)
+			}
+		})
+	}
+}
