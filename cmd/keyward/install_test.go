@@ -206,7 +206,7 @@ func TestInstallSkeletonsParse(t *testing.T) {
 	for _, line := range strings.Split(policySkeleton, "\n") {
 		if rest, ok := strings.CutPrefix(line, "# "); ok && (strings.HasPrefix(rest, "[[rule]]") || strings.Contains(rest, " = ")) {
 			rest = strings.ReplaceAll(rest, `"trader"`, `"root"`)
-			example.WriteString(strings.ReplaceAll(rest, `"keyward"`, `"0"`) + "\n")
+			example.WriteString(strings.ReplaceAll(rest, `"sre"`, `"0"`) + "\n")
 		}
 	}
 	if p, err := policy.Parse([]byte(example.String())); err != nil || p.Rules() != 2 {
