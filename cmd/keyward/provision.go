@@ -406,8 +406,10 @@ func versionState(v *store.VersionInfo, now time.Time, warn time.Duration, p *cl
 		return "DAMAGED"
 	case state == store.StateGrace:
 		return "grace until " + formatTime(v.Until)
+	case p != nil && v.Current && p.State == "damaged" && p.Serving == v.Version:
+		return state.String() + "; DAMAGED: it does not decrypt; the agent serves the copy it loaded before"
 	case p != nil && v.Current && p.State == "damaged":
-		return state.String() + "; the agent's copy does not verify: DAMAGED"
+		return state.String() + "; DAMAGED: it does not decrypt"
 	case p != nil && v.Current && p.State == "stale":
 		return fmt.Sprintf("%s; the agent could not load it and serves version %d", state, p.Serving)
 	case p != nil && v.Current:
