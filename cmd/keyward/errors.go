@@ -38,6 +38,18 @@ func withHint(err error, hints ...string) error { return &hintError{err, hints} 
 func (e *hintError) Error() string { return e.err.Error() }
 func (e *hintError) Unwrap() error { return e.err }
 
+// warn tells the operator of something that does not stop the command:
+// a "keyward: warning:" line (none when msg is empty), then a
+// "keyward: hint:" line for each hint, on w (standard error).
+func warn(w io.Writer, msg string, hints ...string) {
+	if msg != "" {
+		fmt.Fprintf(w, "keyward: warning: %s\n", msg)
+	}
+	for _, h := range hints {
+		fmt.Fprintf(w, "keyward: hint: %s\n", h)
+	}
+}
+
 // report prints err the way an operator reads it and returns the exit
 // status: "keyward: error: ..." and optional "keyward: hint: ..." lines on
 // stderr, in the style of age.

@@ -704,7 +704,6 @@ func (in *installer) checkTPMDevice() {
 		return // a swtpm socket: nothing for udev to do
 	}
 	if g, err := user.LookupGroupId(strconv.Itoa(int(st.Gid))); err != nil || g.Name != "tss" || fi.Mode().Perm()&0o060 != 0o060 {
-		fmt.Fprintf(in.w, "keyward: warning: %s is %04o, group %d, and the keyward user cannot open it: %s\n",
-			cfg.TPM.Device, fi.Mode().Perm(), st.Gid, fix)
+		warn(in.w, fmt.Sprintf("%s is %04o, group %d, and the keyward user cannot open it: %s", cfg.TPM.Device, fi.Mode().Perm(), st.Gid, fix))
 	}
 }

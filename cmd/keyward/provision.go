@@ -42,7 +42,7 @@ func initCommand() *cli.Command {
 				if err := cfg.Validate(); err != nil {
 					return usagef("--backend %s: %v", b, err)
 				}
-				defer fmt.Fprintf(c.App.ErrWriter, "keyward: hint: set backend = %q in %s, so that every other command uses it too\n", b, c.String(configFlag))
+				defer warn(c.App.ErrWriter, "", fmt.Sprintf("set backend = %q in %s, so that every other command uses it too", b, c.String(configFlag)))
 			}
 			if _, err := store.ReadHostID(cfg.Store.MachineIDFile); err != nil {
 				return err
@@ -78,7 +78,7 @@ func initCommand() *cli.Command {
 			}
 			fmt.Fprintf(w, "store directory %s is ready\n", cfg.Store.Dir)
 			if cfg.Backend != config.BackendTPM && isSoftHSM(cfg) {
-				fmt.Fprint(c.App.ErrWriter, softHSMWarning)
+				softHSMWarning(c.App.ErrWriter)
 			}
 			return nil
 		},
@@ -86,12 +86,13 @@ func initCommand() *cli.Command {
 }
 
 // softHSMWarning is what init says when the key is in a SoftHSM token.
-const softHSMWarning = `keyward: warning: the key-encryption key is in a SoftHSM token: a file in SoftHSM's token
-keyward: warning: directory (directories.tokendir in softhsm2.conf), which SoftHSM rewrites at every
-keyward: warning: login. Losing or corrupting that directory loses every secret in the store.
-keyward: hint: back the token directory up now, and make a recovery kit: keyward recovery init (docs/recovery.md)
-keyward: hint: SoftHSM is for tests and development; use a hardware token or the TPM in production (docs/hsm.md)
-`
+func softHSMWarning(w io.Writer) {
+	warn(w, "the key-encryption key is in a SoftHSM token: a file in SoftHSM's token directory "+
+		"(directories.tokendir in softhsm2.conf), which SoftHSM rewrites at every login. "+
+		"Losing or corrupting that directory loses every secret in the store.",
+		"back the token directory up now, and make a recovery kit: keyward recovery init (docs/recovery.md)",
+		"SoftHSM is for tests and development; use a hardware token or the TPM in production (docs/hsm.md)")
+}
 
 // isSoftHSM reports whether the configured PKCS #11 module is SoftHSM.
 func isSoftHSM(cfg config.Config) bool {
@@ -381,12 +382,12 @@ func listCommand() *cli.Command {
 			for _, sec := range secrets {
 				for _, v := range sec.Versions {
 					if v.Damaged != nil {
-						fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", v.Damaged)
+						warn(c.App.ErrWriter, v.Damaged.Error())
 					}
 				}
 			}
 			for _, d := range unnamed {
-				fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %v\n", d)
+				warn(c.App.ErrWriter, d.Error())
 			}
 			if damaged > 0 {
 				return withHint(fmt.Errorf("%d envelope(s) are damaged; the others are listed", damaged),

@@ -454,8 +454,8 @@ func policyCommand() *cli.Command {
 				}
 				d, lines := pol.Explain(caller, op, c.Args().First())
 				w := c.App.Writer
-				for _, warn := range pol.ExeWarnings() {
-					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", warn)
+				for _, w := range pol.ExeWarnings() {
+					warn(c.App.ErrWriter, w)
 				}
 				verdict := "deny"
 				if d.Allowed {

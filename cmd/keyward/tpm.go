@@ -76,7 +76,7 @@ func pcrsCommand() *cli.Command {
 			}
 			tw.Flush()
 			if r.Legacy && len(r.Sealed) > 0 {
-				fmt.Fprintln(c.App.ErrWriter, "keyward: hint: this store seals each data key on its own, which costs TPM commands per secret at every start; move it to a store key with keyward rewrap (docs/tpm.md)")
+				warn(c.App.ErrWriter, "", "this store seals each data key on its own, which costs TPM commands per secret at every start; move it to a store key with keyward rewrap (docs/tpm.md)")
 			}
 			if unsatisfied > 0 {
 				return withHint(fmt.Errorf("%d key(s) would not unseal in this boot state", unsatisfied),
