@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"bytes"
 	"embed"
 	"path"
 )
@@ -8,34 +9,40 @@ import (
 //go:embed keyward.service keyward.socket keyward.sysusers keyward.tmpfiles
 var shipped embed.FS
 
-// Kinds of shipped file, which say where each is installed.
+// Kinds of shipped file.
 const (
 	KindUnit     = "unit"     // PREFIX/lib/systemd/system/NAME
 	KindSysusers = "sysusers" // PREFIX/lib/sysusers.d/keyward.conf
 	KindTmpfiles = "tmpfiles" // PREFIX/lib/tmpfiles.d/keyward.conf
 )
 
-// DefaultExecPath is the keyward binary the shipped service unit runs.
-const DefaultExecPath = "/usr/local/bin/keyward"
+// DefaultPrefix is where the shipped service unit expects keyward: it runs
+// DefaultPrefix/bin/keyward.
+const DefaultPrefix = "/usr/local"
 
-// A File is one of the files keyward ships for systemd.
+// A File is one of the files keyward ships for systemd, as installed
+// under a prefix.
 type File struct {
-	// Name is the installed file name: keyward.service, keyward.conf, …
-	Name string
+	// Path is where it is installed, e.g. /usr/local/lib/systemd/system/keyward.service.
+	Path string
 	// Kind is KindUnit, KindSysusers or KindTmpfiles.
 	Kind string
-	// Data is the file's content; each call to [Files] returns a copy.
+	// Data is the file's content, with the service running
+	// PREFIX/bin/keyward; each call to [Files] returns a copy.
 	Data []byte
 }
 
-// Files returns the shipped unit files and snippets, in the order an
-// installer writes them.
-func Files() []File {
-	list := []struct{ src, name, kind string }{
-		{"keyward.service", "keyward.service", KindUnit},
-		{"keyward.socket", "keyward.socket", KindUnit},
-		{"keyward.sysusers", "keyward.conf", KindSysusers},
-		{"keyward.tmpfiles", "keyward.conf", KindTmpfiles},
+// Binary returns the keyward binary the service unit runs under prefix.
+func Binary(prefix string) string { return path.Join(prefix, "bin", "keyward") }
+
+// Files returns the shipped unit files and snippets as installed under
+// prefix (/usr/local or /usr), in the order an installer writes them.
+func Files(prefix string) []File {
+	list := []struct{ src, dir, name, kind string }{
+		{"keyward.service", "lib/systemd/system", "keyward.service", KindUnit},
+		{"keyward.socket", "lib/systemd/system", "keyward.socket", KindUnit},
+		{"keyward.sysusers", "lib/sysusers.d", "keyward.conf", KindSysusers},
+		{"keyward.tmpfiles", "lib/tmpfiles.d", "keyward.conf", KindTmpfiles},
 	}
 	files := make([]File, len(list))
 	for i, f := range list {
@@ -43,7 +50,10 @@ func Files() []File {
 		if err != nil {
 			panic("systemd: embedded file missing: " + err.Error())
 		}
-		files[i] = File{Name: f.name, Kind: f.kind, Data: b}
+		if f.src == "keyward.service" {
+			b = bytes.ReplaceAll(b, []byte("ExecStart="+Binary(DefaultPrefix)+" "), []byte("ExecStart="+Binary(prefix)+" "))
+		}
+		files[i] = File{Path: path.Join(prefix, f.dir, f.name), Kind: f.kind, Data: b}
 	}
 	return files
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -19,12 +20,12 @@ import (
 func writeUnits(t *testing.T, exe string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range Files() {
+	for _, f := range Files(DefaultPrefix) {
 		data := f.Data
-		if f.Name == "keyward.service" {
-			data = bytes.ReplaceAll(data, []byte(DefaultExecPath), []byte(exe))
+		name := path.Base(f.Path)
+		if name == "keyward.service" {
+			data = bytes.ReplaceAll(data, []byte(Binary(DefaultPrefix)), []byte(exe))
 		}
-		name := f.Name
 		if f.Kind != KindUnit {
 			name = "keyward-" + f.Kind + ".conf"
 		}
@@ -90,8 +91,8 @@ func TestUnitsSecurity(t *testing.T) {
 // that a change to one is a deliberate change to both.
 func TestUnitsHardening(t *testing.T) {
 	var service, socket string
-	for _, f := range Files() {
-		switch f.Name {
+	for _, f := range Files(DefaultPrefix) {
+		switch path.Base(f.Path) {
 		case "keyward.service":
 			service = string(f.Data)
 		case "keyward.socket":
@@ -100,7 +101,7 @@ func TestUnitsHardening(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure",
-		"ExecStart=" + DefaultExecPath + " serve", "ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecStart=" + Binary(DefaultPrefix) + " serve", "ExecReload=/bin/kill -HUP $MAINPID",
 		"User=keyward", "AmbientCapabilities=CAP_SYS_PTRACE", "CapabilityBoundingSet=CAP_SYS_PTRACE",
 		"NoNewPrivileges=yes", "StateDirectory=keyward", "ConfigurationDirectory=keyward",
 		"LoadCredentialEncrypted=keyward-pin", "ReadWritePaths=-/var/lib/softhsm/tokens",
@@ -197,4 +198,17 @@ func lookupID(t *testing.T, file []byte, name string) string {
 		t.Fatalf("no %s in:\n%s", name, file)
 	}
 	return string(m[1])
+}
+
+// TestFilesPrefix: under another prefix, the files go below it and the
+// service runs the binary there.
+func TestFilesPrefix(t *testing.T) {
+	for _, f := range Files("/usr") {
+		if !strings.HasPrefix(f.Path, "/usr/lib/") {
+			t.Errorf("Files(/usr) installs %s", f.Path)
+		}
+		if path.Base(f.Path) == "keyward.service" && !strings.Contains(string(f.Data), "ExecStart=/usr/bin/keyward serve") {
+			t.Errorf("keyward.service under /usr does not run /usr/bin/keyward")
+		}
+	}
 }

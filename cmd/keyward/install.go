@@ -227,30 +227,16 @@ func newInstaller(c *cli.Context) (*installer, error) {
 
 func (in *installer) close() { in.root.Close() }
 
-// files returns the shipped files with their installed paths; the service
-// runs PREFIX/bin/keyward.
+// files returns the shipped files with their installed paths.
 func (in *installer) files() []installFile {
 	var out []installFile
-	for _, f := range systemd.Files() {
-		var dir string
-		switch f.Kind {
-		case systemd.KindUnit:
-			dir = "lib/systemd/system"
-			if f.Name == "keyward.service" {
-				f.Data = bytes.ReplaceAll(f.Data, []byte("ExecStart="+systemd.DefaultExecPath+" "),
-					[]byte("ExecStart="+in.binary()+" "))
-			}
-		case systemd.KindSysusers:
-			dir = "lib/sysusers.d"
-		case systemd.KindTmpfiles:
-			dir = "lib/tmpfiles.d"
-		}
-		out = append(out, installFile{path: path.Join(in.prefix, dir, f.Name), kind: f.Kind, data: f.Data, mode: 0o644})
+	for _, f := range systemd.Files(in.prefix) {
+		out = append(out, installFile{path: f.Path, kind: f.Kind, data: f.Data, mode: 0o644})
 	}
 	return out
 }
 
-func (in *installer) binary() string { return path.Join(in.prefix, "bin", "keyward") }
+func (in *installer) binary() string { return systemd.Binary(in.prefix) }
 
 type installFile struct {
 	path string

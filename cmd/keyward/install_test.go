@@ -105,11 +105,10 @@ func TestInstallRoot(t *testing.T) {
 	if got := tree(t, root); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tree after install:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for _, f := range systemd.Files() {
-		dir := map[string]string{systemd.KindUnit: "systemd/system", systemd.KindSysusers: "sysusers.d", systemd.KindTmpfiles: "tmpfiles.d"}[f.Kind]
-		got, err := os.ReadFile(filepath.Join(root, "usr/local/lib", dir, f.Name))
+	for _, f := range systemd.Files("/usr/local") {
+		got, err := os.ReadFile(filepath.Join(root, f.Path))
 		if err != nil || !bytes.Equal(got, f.Data) {
-			t.Errorf("%s/%s differs from the shipped file (%v)", dir, f.Name, err)
+			t.Errorf("%s differs from the shipped file (%v)", f.Path, err)
 		}
 	}
 
