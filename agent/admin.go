@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/keyward/keyward/internal/secretname"
+
 	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
@@ -24,7 +26,7 @@ import (
 // op. When either fails, it records the audit event and returns the error
 // frame to send.
 func (c *conn) authorize(out []byte, id uint32, pol *policy.Policy, req string, op policy.Op, name string) (policy.Decision, []byte, bool) {
-	if store.ValidateName(name) != nil {
+	if secretname.Check(name) != nil {
 		c.auditEvent(req, "", 0, audit.Error, wire.CodeBadRequest, "invalid secret name")
 		return policy.Decision{}, wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"}), false
 	}

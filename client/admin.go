@@ -172,7 +172,7 @@ func unixTime(s int64) time.Time {
 // checkName refuses a name the protocol cannot carry; the agent checks
 // the naming rule itself.
 func checkName(name string) error {
-	if len(name) == 0 || len(name) > wire.MaxNameLen {
+	if len(name) == 0 || len(name) > wire.MaxStr8Len {
 		return fmt.Errorf("%w: secret name of %d bytes", ErrBadRequest, len(name))
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keyward/keyward/internal/secretname"
 )
 
 // Envelope format v1 (docs/envelope.md). All integers are big-endian.
@@ -165,7 +167,7 @@ func (h *Header) appendTo(b []byte) []byte {
 
 // validate checks the header fields that the encoding alone does not bound.
 func (h *Header) validate() error {
-	if err := ValidateName(h.Name); err != nil {
+	if err := secretname.Check(h.Name); err != nil {
 		return err
 	}
 	if h.Version == 0 {

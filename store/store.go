@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keyward/keyward/internal/secretname"
 )
 
 var (
@@ -42,7 +44,7 @@ func inputErrorf(format string, args ...any) error { return inputError{fmt.Error
 // failing to do it: retrying the same request never helps.
 func IsInputError(err error) bool {
 	var ie inputError
-	return errors.As(err, &ie) || errors.Is(err, ErrInvalidName)
+	return errors.As(err, &ie) || errors.Is(err, secretname.ErrInvalid)
 }
 
 // Ext is the file name extension of an envelope.
@@ -147,7 +149,7 @@ type PutOptions struct {
 // It returns an error wrapping [ErrExists] if the secret exists and
 // opts.NewVersion is false.
 func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOptions) (uint32, error) {
-	if err := ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return 0, err
 	}
 	if s.cfg.Backend == nil {
@@ -255,7 +257,7 @@ func (s *Store) Path(name string, version uint32) (string, error) {
 // resolve validates name and returns version if it exists, or the latest
 // version when version is 0; otherwise an error wrapping [ErrNotFound].
 func (s *Store) resolve(name string, version uint32) (uint32, error) {
-	if err := ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return 0, err
 	}
 	versions, err := s.versions(name)
@@ -381,7 +383,7 @@ func (s *Store) List() (envelopes []*Envelope, damaged []error, err error) {
 // Remove deletes every version of name and returns how many it removed. It
 // returns an error wrapping [ErrNotFound] if there were none.
 func (s *Store) Remove(name string) (int, error) {
-	if err := ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return 0, err
 	}
 	unlock, err := s.lock()
@@ -411,7 +413,7 @@ func (s *Store) Remove(name string) (int, error) {
 // remove the secret. The error wraps [ErrNotFound] if there is no such
 // version.
 func (s *Store) RemoveVersion(name string, version uint32) (int, error) {
-	if err := ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return 0, err
 	}
 	unlock, err := s.lock()
@@ -564,7 +566,7 @@ func parseFileName(fn string) (name string, version uint32, ok bool) {
 		return "", 0, false
 	}
 	name = strings.ReplaceAll(enc, "+", "/")
-	if ValidateName(name) != nil {
+	if secretname.Check(name) != nil {
 		return "", 0, false
 	}
 	return name, uint32(v), true

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/secretname"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
@@ -98,8 +99,8 @@ func TestPutOpenListRemove(t *testing.T) {
 func TestPutRefuses(t *testing.T) {
 	s := newStore(t, storetest.NewMemBackend())
 	ctx := context.Background()
-	if _, err := s.Put(ctx, "a/../b", []byte("x"), store.PutOptions{}); !errors.Is(err, store.ErrInvalidName) {
-		t.Errorf("Put(bad name) = %v, want ErrInvalidName", err)
+	if _, err := s.Put(ctx, "a/../b", []byte("x"), store.PutOptions{}); !errors.Is(err, secretname.ErrInvalid) {
+		t.Errorf("Put(bad name) = %v, want secretname.ErrInvalid", err)
 	}
 	if _, err := s.Put(ctx, "big", make([]byte, store.MaxSecretSize+1), store.PutOptions{}); err == nil {
 		t.Errorf("Put(oversized) = nil error")

@@ -3,6 +3,8 @@ package policy
 import (
 	"slices"
 	"testing"
+
+	"github.com/keyward/keyward/internal/secretname"
 )
 
 // FuzzParse checks that Parse never panics and that a policy it accepts
@@ -26,7 +28,7 @@ func FuzzParse(f *testing.F) {
 				if d.Allowed != (d.Rule != "") || d.Reason == "" {
 					t.Fatalf("Decide(%v, %v, %q) = %+v", c, op, n, d)
 				}
-				if d.Allowed && (!op.valid() || !validName(n)) {
+				if d.Allowed && (!op.valid() || !secretname.Valid(n)) {
 					t.Fatalf("Decide(%v, %v, %q) = %+v, want denied", c, op, n, d)
 				}
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/keyward/keyward/internal/secretname"
 	"github.com/keyward/keyward/internal/trust"
 )
 
@@ -284,7 +285,7 @@ func validRuleName(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !nameByte(s[i]) {
+		if !secretname.IsNameByte(s[i]) {
 			return false
 		}
 	}

@@ -70,7 +70,7 @@ func TestParseErrors(t *testing.T) {
 		{"zero burst", ruleTable("r", "rate = 1.0\nburst = 0"), 1, "r", "burst is 0"},
 		{"bad glob", ruleTable("r", `secrets = ["binance/[a-"]`, "secrets"), 1, "r", `pattern "binance/[a-"`},
 		{"misplaced **", ruleTable("r", `secrets = ["**/mm"]`, "secrets"), 1, "r", "** may only be the last segment"},
-		{"invalid exact name", ruleTable("r", `secrets = ["../etc"]`, "secrets"), 1, "r", `"../etc" is not a valid secret name`},
+		{"invalid exact name", ruleTable("r", `secrets = ["../etc"]`, "secrets"), 1, "r", `invalid secret name "../etc"`},
 		{"wrong type", ruleTable("r", `users = "trader"`, "users"), 1, "r", "incompatible types"},
 		{"not a table", `rule = [1]`, 1, "", "is not a table"},
 		{"second rule", ruleTable("a", "") + ruleTable("b", `allow = ["get", "write"]`, "allow"), 2, "b", `unknown operation "write"`},

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/keyward/keyward/internal/secretname"
 )
 
-// maxNameLen is the longest secret name; maxPatternLen the longest pattern.
-const (
-	maxNameLen    = 128
-	maxPatternLen = 256
-)
+// maxPatternLen is the longest pattern.
+const maxPatternLen = 256
 
 // A pattern is one compiled entry of a rule's secrets list.
 type pattern struct {
@@ -34,13 +33,13 @@ func compilePattern(s string) (p *pattern, exact bool, err error) {
 		return nil, false, fmt.Errorf("pattern %q: ** may only be the last segment, as in \"binance/**\"", s)
 	}
 	if !deep && !strings.ContainsAny(s, `*?[\`) {
-		if !validName(s) {
-			return nil, false, fmt.Errorf("%q is not a valid secret name: use 1 to %d bytes of '/'-separated segments of a-z, 0-9, '.', '_' and '-', each starting with a letter or digit", s, maxNameLen)
+		if err := secretname.Check(s); err != nil {
+			return nil, false, err
 		}
 		return &pattern{text: s}, true, nil
 	}
 	for i := 0; i < len(body); i++ {
-		if c := body[i]; !nameByte(c) && !strings.ContainsRune(`/*?[]^\`, rune(c)) {
+		if c := body[i]; !secretname.IsNameByte(c) && !strings.ContainsRune(`/*?[]^\`, rune(c)) {
 			return nil, false, fmt.Errorf("pattern %q: %q occurs in no secret name", s, c)
 		}
 	}
@@ -72,35 +71,4 @@ func (p *pattern) match(name string) bool {
 		rest = tail
 	}
 	return p.deep
-}
-
-// validName reports whether s is a valid secret name: 1..128 bytes of
-// '/'-separated segments, each [a-z0-9][a-z0-9._-]*.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > maxNameLen {
-		return false
-	}
-	start := true
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '/':
-			if start {
-				return false
-			}
-			start = true
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-			start = false
-		case c == '.', c == '_', c == '-':
-			if start {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return !start
-}
-
-func nameByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }

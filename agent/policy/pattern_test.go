@@ -105,35 +105,3 @@ func TestPatternRefused(t *testing.T) {
 		})
 	}
 }
-
-func TestValidName(t *testing.T) {
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{"a", true},
-		{"binance/mm-prod", true},
-		{"a/b.c_d-e/0", true},
-		{strings.Repeat("a", 128), true},
-		{strings.Repeat("a", 129), false},
-		{"", false},
-		{"/a", false},
-		{"a/", false},
-		{"a//b", false},
-		{"a/../b", false},
-		{"..", false},
-		{"a/.b", false},
-		{"-a", false},
-		{"A", false},
-		{"a b", false},
-		{"a\x00", false},
-		{"a/*", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := validName(tt.name); got != tt.want {
-				t.Errorf("validName(%q) = %v, want %v", tt.name, got, tt.want)
-			}
-		})
-	}
-}

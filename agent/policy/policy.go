@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/internal/secretname"
 )
 
 // Caller is what the policy needs to know about a peer. The agent's
@@ -135,7 +137,7 @@ func (p *Policy) decide(in *input, op Op, secret string) Decision {
 		return d
 	case !op.valid():
 		return Decision{Reason: "unknown operation " + op.String()}
-	case !validName(secret):
+	case !secretname.Valid(secret):
 		return Decision{Reason: "not a valid secret name"}
 	}
 	return Decision{Reason: "no rule grants " + op.String() + " on " + strconv.Quote(secret) + " to this caller"}
@@ -143,7 +145,7 @@ func (p *Policy) decide(in *input, op Op, secret string) Decision {
 
 // find returns the deciding rule and its matching pattern, or nil.
 func (p *Policy) find(in *input, op Op, secret string) (*rule, *pattern) {
-	if !op.valid() || !validName(secret) {
+	if !op.valid() || !secretname.Valid(secret) {
 		return nil, nil
 	}
 	bit := uint8(1) << op
@@ -194,7 +196,7 @@ func (p *Policy) Visible(c Caller, names []string) []string {
 func (p *Policy) Explain(c Caller, op Op, secret string) (Decision, []string) {
 	in := newInput(c)
 	d := p.decide(&in, op, secret)
-	if !op.valid() || !validName(secret) {
+	if !op.valid() || !secretname.Valid(secret) {
 		return d, nil
 	}
 	var lines []string

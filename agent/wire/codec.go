@@ -176,7 +176,7 @@ func (c *codec) length(n int, width int, max uint64, field string) int {
 }
 
 // str8 is a u8 length and that many bytes.
-func (c *codec) str8(v *string, field string) { c.str(v, 1, MaxNameLen, field) }
+func (c *codec) str8(v *string, field string) { c.str(v, 1, MaxStr8Len, field) }
 
 // str16 is a u16 length and that many bytes.
 func (c *codec) str16(v *string, field string) { c.str(v, 2, math.MaxUint16, field) }

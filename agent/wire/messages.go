@@ -39,7 +39,7 @@ func (m *HelloOK) fields(c *codec) {
 
 // Get asks for a secret by name.
 type Get struct {
-	Name    string `json:"name"`    // at most MaxNameLen bytes; the agent validates it further
+	Name    string `json:"name"`    // at most MaxStr8Len bytes; the agent validates it further
 	Version uint32 `json:"version"` // 0 asks for the current version
 }
 
@@ -75,7 +75,7 @@ type List struct{}
 
 // Names answers a [List].
 type Names struct {
-	Names []string `json:"names"` // each at most MaxNameLen bytes; the frame must fit MaxFrameSize
+	Names []string `json:"names"` // each at most MaxStr8Len bytes; the frame must fit MaxFrameSize
 }
 
 // Type returns [TypeList].

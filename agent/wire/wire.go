@@ -31,10 +31,10 @@ const (
 	// MaxSecretSize is the largest secret value, in bytes.
 	MaxSecretSize = 65536
 
-	// MaxNameLen is the longest name or short text a str8 field can hold.
-	// The agent accepts shorter secret names than this; it checks them
-	// itself.
-	MaxNameLen = 255
+	// MaxStr8Len is the longest string a str8 field holds: a secret name
+	// on the wire, or a short text. The agent accepts secret names of at
+	// most 128 bytes and checks its naming rule itself.
+	MaxStr8Len = 255
 
 	// headerSize is the length prefix, type and id.
 	headerSize = 4 + 1 + 4
@@ -193,7 +193,7 @@ type Message interface {
 //
 // AppendFrame panics if m breaks a limit of its type, which is a
 // programming error: callers check input from outside (names against
-// [MaxNameLen], values against [MaxSecretSize]) first. It does not check
+// [MaxStr8Len], values against [MaxSecretSize]) first. It does not check
 // the total size: a frame is valid only if its length field, len(frame)-4,
 // is at most [MaxFrameSize], which matters for a [Names] holding many names.
 func AppendFrame(dst []byte, id uint32, m Message) []byte {

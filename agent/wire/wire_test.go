@@ -212,7 +212,7 @@ func TestParseLimits(t *testing.T) {
 		names[i] = strings.Repeat("n", 255)
 	}
 	names[4095] = strings.Repeat("n", 246)
-	secret := &Secret{Name: strings.Repeat("s", MaxNameLen), Version: 1, Value: bytes.Repeat([]byte{0xA5}, MaxSecretSize)}
+	secret := &Secret{Name: strings.Repeat("s", MaxStr8Len), Version: 1, Value: bytes.Repeat([]byte{0xA5}, MaxSecretSize)}
 
 	for _, m := range []Message{&Names{Names: names}, secret} {
 		t.Run(m.Type().String(), func(t *testing.T) {
@@ -237,14 +237,14 @@ func TestRoundTrip(t *testing.T) {
 		&Hello{Versions: []uint16{Version1}},
 		&Hello{Versions: []uint16{3, 0, 1, 1, 2, 0xffff, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0}},
 		&Get{Name: "binance/mm-prod"},
-		&Get{Name: strings.Repeat("\xff", MaxNameLen), Version: 42},
+		&Get{Name: strings.Repeat("\xff", MaxStr8Len), Version: 42},
 		&List{},
 		&Status{},
 		&HelloOK{Version: Version1, Agent: "keyward 0.1.0"},
 		&Secret{Name: "okx/exec", Version: math.MaxUint32, Expires: math.MinInt64, Value: []byte{0, 1, 2}},
 		&Secret{Name: "", Version: 1, Expires: math.MaxInt64, Value: []byte{}},
 		&Names{Names: []string{}},
-		&Names{Names: []string{"a", "", strings.Repeat("z", MaxNameLen)}},
+		&Names{Names: []string{"a", "", strings.Repeat("z", MaxStr8Len)}},
 		&StatusOK{Healthy: true, Backend: "tpm", Secrets: math.MaxUint32, UptimeMS: 1, Agent: "keyward 0.1.0"},
 		&StatusOK{},
 		&Error{Code: CodeRateLimited, Message: CodeRateLimited.Message()},
@@ -297,7 +297,7 @@ func TestAppendFrame(t *testing.T) {
 }
 
 func TestAppendFramePanics(t *testing.T) {
-	long := strings.Repeat("x", MaxNameLen+1)
+	long := strings.Repeat("x", MaxStr8Len+1)
 	tests := []struct {
 		name string
 		m    Message

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyward/keyward/internal/secretname"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/keyward/keyward/client"
@@ -175,7 +177,7 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 			"or --from-file, never from the command line, where ps and shell history would show it", c.Command.Name)
 	}
 	name := c.Args().First()
-	if err := store.ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return usagef("%v", err)
 	}
 	var expires time.Time
@@ -498,7 +500,7 @@ func envelopePath(cfg config.Config, arg string) (string, error) {
 		return arg, nil
 	}
 	name, ver, hasVer := strings.Cut(arg, "@")
-	if err := store.ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return "", usagef("%q is not an envelope file, and %v", arg, err)
 	}
 	s, err := openStoreNoBackend(cfg)
@@ -587,7 +589,7 @@ func rmCommand() *cli.Command {
 // nameVersion parses NAME or NAME@VERSION.
 func nameVersion(arg string) (string, uint32, error) {
 	name, ver, hasVer := strings.Cut(arg, "@")
-	if err := store.ValidateName(name); err != nil {
+	if err := secretname.Check(name); err != nil {
 		return "", 0, usagef("%v", err)
 	}
 	if !hasVer {
