@@ -194,7 +194,7 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 	}
 	grace := cfg.Store.Grace.Duration
 	if g := c.String("grace"); g != "" {
-		if grace, err = parseDuration(g); err != nil {
+		if grace, err = config.ParseDuration(g); err != nil {
 			return usagef("--grace: %v", err)
 		}
 	}
@@ -315,32 +315,13 @@ func readBounded(r io.Reader, max int) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
-// parseDuration accepts Go durations plus a "d" suffix for days; 0 is allowed.
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n < 100000 {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
-	}
-	return d, nil
-}
-
-// parseExpiry accepts a duration from now (Go syntax, plus a "d" suffix for
-// days) or an RFC 3339 time.
+// parseExpiry accepts a positive duration from now (see
+// config.ParseDuration) or an RFC 3339 time.
 func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n > 0 && n < 100000 {
-			return now.Add(time.Duration(n) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	if d, err := config.ParseDuration(s); err == nil && d > 0 {
 		return now.Add(d), nil
 	}
 	return time.Time{}, fmt.Errorf("--expires %q is neither a positive duration (90d, 12h) nor an RFC 3339 time (2027-01-31T00:00:00Z)", s)

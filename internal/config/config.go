@@ -88,17 +88,34 @@ type Agent struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
-// A Duration is a time.Duration written as a string such as "2s" or "10m".
+// A Duration is a time.Duration written as a string such as "2s", "10m"
+// or, as on the command line, "30d".
 type Duration struct{ time.Duration }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := ParseDuration(string(b))
 	if err != nil {
 		return err
 	}
 	d.Duration = v
 	return nil
+}
+
+// ParseDuration reads a duration as keyward writes them, in the
+// configuration and on the command line: Go's syntax (90m, 24h, 1h30m)
+// plus whole days (30d). It must not be negative.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n < 100000 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+	}
+	return d, nil
 }
 
 // MarshalText implements encoding.TextMarshaler.

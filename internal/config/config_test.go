@@ -3,8 +3,10 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -107,5 +109,54 @@ func TestLoadRefusesUntrusted(t *testing.T) {
 				t.Fatalf("Load(%s) = %v, want a refusal containing %q", tc.name, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDocsListEverySetting: docs/configuration.md has a row for every
+// setting, so that the page cannot fall behind the code.
+func TestDocsListEverySetting(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key := f.Tag.Get("toml")
+			if key == "" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+				walk(prefix+key+".", f.Type)
+				continue
+			}
+			keys = append(keys, prefix+key)
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+	if len(keys) < 20 {
+		t.Fatalf("found only %d settings: %v", len(keys), keys)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(doc), "| `"+k+"` |") {
+			t.Errorf("docs/configuration.md has no row for %s", k)
+		}
+	}
+}
+
+func TestDurationDays(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("[store]\ngrace = \"2d\"\nexpiry_warning = \"30d\"\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Grace.Duration != 48*time.Hour || cfg.Store.ExpiryWarning.Duration != 30*24*time.Hour {
+		t.Errorf("grace %v, expiry_warning %v; want 48h and 720h", cfg.Store.Grace, cfg.Store.ExpiryWarning)
+	}
+	for _, bad := range []string{"-1h", "1x", "d", "-2d"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) = nil error", bad)
+		}
 	}
 }
