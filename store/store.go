@@ -143,6 +143,9 @@ type PutOptions struct {
 	// wrapping [ErrNotFound]: a rotation must not create a secret from
 	// a typo.
 	MustExist bool
+	// Credential, when not nil, marks the value as an exchange API
+	// credential with these attributes, authenticated in the header.
+	Credential *CredentialInfo
 }
 
 // Put seals value as the next version of name and returns that version.
@@ -189,12 +192,13 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 		prevUntil = now.Add(opts.Grace).UTC()
 	}
 	e, err := seal(ctx, s.cfg.Backend, Header{
-		Name:      name,
-		Version:   version,
-		Created:   now.UTC(),
-		Expires:   truncUTC(opts.Expires),
-		PrevUntil: truncUTC(prevUntil),
-		Host:      s.cfg.Host,
+		Name:       name,
+		Version:    version,
+		Created:    now.UTC(),
+		Expires:    truncUTC(opts.Expires),
+		PrevUntil:  truncUTC(prevUntil),
+		Credential: opts.Credential,
+		Host:       s.cfg.Host,
 	}, value)
 	if err != nil {
 		return 0, fmt.Errorf("failed to seal %s: %w", name, err)

@@ -190,6 +190,36 @@ func RunTamper(t *testing.T, b store.Backend) {
 		"ciphertext":  func(e *store.Envelope) { e.Ciphertext[0] ^= 1 },
 		"tag":         func(e *store.Envelope) { e.Ciphertext[len(e.Ciphertext)-1] ^= 1 },
 	}
+	// An exchange credential's attributes are authenticated too, and a
+	// plain secret cannot be made into a credential or back.
+	cred := &store.CredentialInfo{Exchange: "binance", KeyID: "api-key-1", KeyType: "hmac"}
+	mustPut(t, s, "binance/key", "cred-secret", store.PutOptions{Credential: cred})
+	credOrig, err := os.ReadFile(filepath.Join(s.Dir(), "binance+key@1.kwe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, edit := range map[string]func(e *store.Envelope){
+		"exchange":      func(e *store.Envelope) { e.Credential.Exchange = "bybit" },
+		"api key id":    func(e *store.Envelope) { e.Credential.KeyID = "api-key-2" },
+		"key type":      func(e *store.Envelope) { e.Credential.KeyType = "ed25519" },
+		"no credential": func(e *store.Envelope) { e.Credential = nil },
+	} {
+		t.Run(field, func(t *testing.T) {
+			bad, _ := store.Parse(credOrig)
+			edit(bad)
+			if sec, err := s.OpenEnvelope(ctx, bad); !errors.Is(err, store.ErrIntegrity) {
+				t.Errorf("OpenEnvelope(credential %s changed) = %v, %v; want ErrIntegrity", field, sec, err)
+			}
+		})
+	}
+	t.Run("made a credential", func(t *testing.T) {
+		bad, _ := store.Parse(orig)
+		bad.Credential = cred
+		if sec, err := s.OpenEnvelope(ctx, bad); !errors.Is(err, store.ErrIntegrity) {
+			t.Errorf("OpenEnvelope(plain secret made a credential) = %v, %v; want ErrIntegrity", sec, err)
+		}
+	})
+
 	for field, edit := range edits {
 		t.Run(field, func(t *testing.T) {
 			bad, _ := store.Parse(orig)
