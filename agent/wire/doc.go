@@ -47,6 +47,16 @@
 //	0x8A Removed     { u32 count }
 //	0x0A Prune       {}                                  admin
 //	0x8B Pruned      { u32 n; { name str8; u32 version; i64 retired } versions[n] }
+//	0x0B Sign        { name str8; u32 version; method str8; host str8; path str16;
+//	                   query bytes32; body bytes32; u32 recv_window_ms }                 sign
+//	0x8C Signed      { u32 version; exchange str8; api_key str16; u8 n; { name str8; value str16 } headers[n];
+//	                   query bytes32; body bytes32; u8 m; { name str8; value str16 } params[m]; i64 expires_ms }
+//	0x0C HMAC        { name str8; u32 version; u8 hash; u8 encoding; message bytes32 }   hmac
+//	0x8D MAC         { u32 version; mac str16 }
+//	0x0D PutCredential { name str8; u8 flags; i64 expires; u32 grace; exchange str8; api_key str16;
+//	                   value bytes32 }                                                    admin; answered by Stored
+//	0x0E Describe    { name str8 }                                                        sign or hmac
+//	0x8E Described   { u32 version; exchange str8; api_key str16; key_type str8 }
 //	0xFF Error       { u16 code; message str16 }         answers any request
 //
 // str8 is a u8 length and that many bytes, str16 a u16 length, bytes32 a

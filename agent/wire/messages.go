@@ -432,3 +432,210 @@ func (m *Pruned) fields(c *codec) {
 		c.i64(&v.Retired, "retired")
 	})
 }
+
+// Sign asks the agent to sign an exchange request with the API
+// credential it holds under Name (docs/signing.md): the caller gets what
+// to send, never the secret. It needs the sign permission on the name,
+// for this request (policy scopes).
+type Sign struct {
+	Name         string `json:"name"`
+	Version      uint32 `json:"version"`        // 0: the current version
+	Method       string `json:"method"`         // GET, POST, PUT, DELETE, or WS for a WebSocket login
+	Host         string `json:"host"`           // e.g. api.binance.com
+	Path         string `json:"path"`           // e.g. /api/v3/order; for WS the login or method name
+	Query        []byte `json:"query"`          // the raw query, without '?', as it will be sent
+	Body         []byte `json:"body"`           // the raw body
+	RecvWindowMS uint32 `json:"recv_window_ms"` // Binance and Bybit; 0: the exchange's default
+}
+
+// Signed answers a [Sign] with exactly what the caller sends: the headers
+// to set, the query and body to send instead of its own, and for a
+// WebSocket login the parameters of the login message.
+type Signed struct {
+	Version   uint32  `json:"version"`    // the credential's version used
+	Exchange  string  `json:"exchange"`   // e.g. binance
+	APIKey    string  `json:"api_key"`    // the API key id (public)
+	Headers   []Field `json:"headers"`    // set these, in order
+	Query     []byte  `json:"query"`      // the final query string, without '?'
+	Body      []byte  `json:"body"`       // the final body
+	Params    []Field `json:"params"`     // WS: the login message's parameters
+	ExpiresMS int64   `json:"expires_ms"` // Unix milliseconds after which the exchange refuses it; 0: none
+}
+
+// A Field is a name and a value: an HTTP header, or a parameter of a
+// WebSocket message.
+type Field struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Type returns [TypeSign].
+func (*Sign) Type() Type { return TypeSign }
+
+// Type returns [TypeSigned].
+func (*Signed) Type() Type { return TypeSigned }
+
+// MaxSignPart bounds the query and the body of a Sign: together they must
+// also fit in a request frame ([MaxRequestSize]).
+const MaxSignPart = 64 << 10
+
+func (m *Sign) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
+	c.str8(&m.Method, "method")
+	c.str8(&m.Host, "host")
+	c.str16(&m.Path, "path")
+	c.bytes32(&m.Query, MaxSignPart, "query")
+	c.bytes32(&m.Body, MaxSignPart, "body")
+	c.u32(&m.RecvWindowMS, "recv_window_ms")
+}
+
+func fieldElem(c *codec, f *Field) {
+	c.str8(&f.Name, "name")
+	c.str16(&f.Value, "value")
+}
+
+func (m *Signed) fields(c *codec) {
+	c.u32(&m.Version, "version")
+	c.str8(&m.Exchange, "exchange")
+	c.str16(&m.APIKey, "api_key")
+	list8(c, &m.Headers, 0, 255, "headers", fieldElem)
+	c.bytes32(&m.Query, MaxSignPart*2, "query")
+	c.bytes32(&m.Body, MaxSignPart*2, "body")
+	list8(c, &m.Params, 0, 255, "params", fieldElem)
+	c.i64(&m.ExpiresMS, "expires_ms")
+}
+
+// HMAC asks the agent for the HMAC of Message under the secret it holds
+// under Name, for an exchange without a signing scheme. It needs the hmac
+// permission on the name, which is granted apart from sign.
+type HMAC struct {
+	Name     string      `json:"name"`
+	Version  uint32      `json:"version"` // 0: the current version
+	Hash     HMACHash    `json:"hash"`
+	Encoding MACEncoding `json:"encoding"`
+	Message  []byte      `json:"message"` // at most MaxSignPart bytes
+}
+
+// MAC answers an [HMAC] with the encoded MAC.
+type MAC struct {
+	Version uint32 `json:"version"` // the secret's version used
+	MAC     string `json:"mac"`
+}
+
+// An HMACHash is the hash of an [HMAC].
+type HMACHash uint8
+
+// An MACEncoding is how a [MAC] is written.
+type MACEncoding uint8
+
+// Hashes and encodings of an HMAC.
+const (
+	HashSHA256 HMACHash = 1
+	HashSHA512 HMACHash = 2
+
+	EncodingHex    MACEncoding = 1
+	EncodingBase64 MACEncoding = 2
+)
+
+// Type returns [TypeHMAC].
+func (*HMAC) Type() Type { return TypeHMAC }
+
+// Type returns [TypeMAC].
+func (*MAC) Type() Type { return TypeMAC }
+
+func (m *HMAC) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	c.u32(&m.Version, "version")
+	h, e := uint8(m.Hash), uint8(m.Encoding)
+	c.u8(&h, "hash")
+	c.u8(&e, "encoding")
+	if c.decoding() && c.err == nil && (h < 1 || h > 2 || e < 1 || e > 2) {
+		c.fail("hash %d or encoding %d out of range", h, e)
+	}
+	m.Hash, m.Encoding = HMACHash(h), MACEncoding(e)
+	c.bytes32(&m.Message, MaxSignPart, "message")
+}
+
+func (m *MAC) fields(c *codec) {
+	c.u32(&m.Version, "version")
+	c.str16(&m.MAC, "mac")
+}
+
+// PutCredential stores an exchange API credential through the agent, like
+// [Put] (same flags), with its non-secret attributes: the exchange and the
+// API key id. The value is the secret (an HMAC secret, Kraken's base64
+// secret or a PEM private key; for OKX, a newline and the passphrase
+// follow). The agent checks that the exchange takes it before storing.
+type PutCredential struct {
+	Name     string   `json:"name"`
+	Flags    PutFlags `json:"flags"`
+	Expires  int64    `json:"expires"`
+	Grace    uint32   `json:"grace"`
+	Exchange string   `json:"exchange"`
+	APIKey   string   `json:"api_key"`
+	Value    []byte   `json:"value"`
+}
+
+// Type returns [TypePutCredential].
+func (*PutCredential) Type() Type { return TypePutCredential }
+
+func (m *PutCredential) fields(c *codec) {
+	c.str8(&m.Name, "name")
+	f := uint8(m.Flags)
+	c.u8(&f, "flags")
+	if c.decoding() && c.err == nil && PutFlags(f)&^putFlagsDefined != 0 {
+		c.fail("flags %#02x has undefined bits", f)
+	}
+	m.Flags = PutFlags(f)
+	c.i64(&m.Expires, "expires")
+	c.u32(&m.Grace, "grace")
+	c.str8(&m.Exchange, "exchange")
+	c.str16(&m.APIKey, "api_key")
+	c.bytes32(&m.Value, MaxSecretSize, "value")
+}
+
+// String describes m with its value redacted.
+func (m PutCredential) String() string {
+	return "PutCredential{Name: " + strconv.Quote(m.Name) + ", Exchange: " + strconv.Quote(m.Exchange) +
+		", APIKey: " + strconv.Quote(m.APIKey) + ", Value: <redacted, " + strconv.Itoa(len(m.Value)) + " bytes>}"
+}
+
+// Format prints [PutCredential.String] for every verb.
+func (m PutCredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, m.String()) }
+
+// LogValue implements [slog.LogValuer] without the value.
+func (m PutCredential) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.String("exchange", m.Exchange), slog.Int("value_len", len(m.Value)))
+}
+
+// Describe asks what is not secret of an exchange credential: the
+// exchange, the API key id and the key type, for a client that needs the
+// key id (ccxt's apiKey) without the secret. It needs the sign or hmac
+// permission on the name.
+type Describe struct {
+	Name string `json:"name"`
+}
+
+// Described answers a [Describe].
+type Described struct {
+	Version  uint32 `json:"version"`
+	Exchange string `json:"exchange"`
+	APIKey   string `json:"api_key"`
+	KeyType  string `json:"key_type"`
+}
+
+// Type returns [TypeDescribe].
+func (*Describe) Type() Type { return TypeDescribe }
+
+// Type returns [TypeDescribed].
+func (*Described) Type() Type { return TypeDescribed }
+
+func (m *Describe) fields(c *codec) { c.str8(&m.Name, "name") }
+
+func (m *Described) fields(c *codec) {
+	c.u32(&m.Version, "version")
+	c.str8(&m.Exchange, "exchange")
+	c.str16(&m.APIKey, "api_key")
+	c.str8(&m.KeyType, "key_type")
+}

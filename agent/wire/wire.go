@@ -52,28 +52,35 @@ type Type uint8
 
 // Message types of protocol version 1.
 const (
-	TypeHello    Type = 0x01
-	TypeGet      Type = 0x02
-	TypeList     Type = 0x03
-	TypeStatus   Type = 0x04
-	TypeReload   Type = 0x05
-	TypeWatch    Type = 0x06
-	TypeHealth   Type = 0x07
-	TypePut      Type = 0x08
-	TypeRemove   Type = 0x09
-	TypePrune    Type = 0x0A
-	TypeHelloOK  Type = 0x81
-	TypeSecret   Type = 0x82
-	TypeNames    Type = 0x83
-	TypeStatusOK Type = 0x84
-	TypeReloaded Type = 0x85
-	TypeWatching Type = 0x86
-	TypeChanged  Type = 0x87
-	TypeHealthOK Type = 0x88
-	TypeStored   Type = 0x89
-	TypeRemoved  Type = 0x8A
-	TypePruned   Type = 0x8B
-	TypeError    Type = 0xFF
+	TypeHello         Type = 0x01
+	TypeGet           Type = 0x02
+	TypeList          Type = 0x03
+	TypeStatus        Type = 0x04
+	TypeReload        Type = 0x05
+	TypeWatch         Type = 0x06
+	TypeHealth        Type = 0x07
+	TypePut           Type = 0x08
+	TypeRemove        Type = 0x09
+	TypePrune         Type = 0x0A
+	TypeSign          Type = 0x0B
+	TypeHMAC          Type = 0x0C
+	TypePutCredential Type = 0x0D
+	TypeDescribe      Type = 0x0E
+	TypeHelloOK       Type = 0x81
+	TypeSecret        Type = 0x82
+	TypeNames         Type = 0x83
+	TypeStatusOK      Type = 0x84
+	TypeReloaded      Type = 0x85
+	TypeWatching      Type = 0x86
+	TypeChanged       Type = 0x87
+	TypeHealthOK      Type = 0x88
+	TypeStored        Type = 0x89
+	TypeRemoved       Type = 0x8A
+	TypePruned        Type = 0x8B
+	TypeSigned        Type = 0x8C
+	TypeMAC           Type = 0x8D
+	TypeDescribed     Type = 0x8E
+	TypeError         Type = 0xFF
 )
 
 // types lists every message type: its name, and how to make an empty
@@ -104,6 +111,13 @@ var types = [...]struct {
 	{TypeRemoved, "removed", func() Message { return new(Removed) }},
 	{TypePrune, "prune", func() Message { return new(Prune) }},
 	{TypePruned, "pruned", func() Message { return new(Pruned) }},
+	{TypeSign, "sign", func() Message { return new(Sign) }},
+	{TypeSigned, "signed", func() Message { return new(Signed) }},
+	{TypeHMAC, "hmac", func() Message { return new(HMAC) }},
+	{TypeMAC, "mac", func() Message { return new(MAC) }},
+	{TypePutCredential, "put_credential", func() Message { return new(PutCredential) }},
+	{TypeDescribe, "describe", func() Message { return new(Describe) }},
+	{TypeDescribed, "described", func() Message { return new(Described) }},
 	{TypeError, "error", func() Message { return new(Error) }},
 }
 
