@@ -216,6 +216,10 @@ type Info struct {
 	Methods []string
 	// RecvWindow is the default receive window, zero if none.
 	RecvWindow time.Duration
+	// IncreasingNonce says that the exchange refuses a nonce not greater
+	// than the last one it saw for the key (Kraken), so the signer's
+	// counter must keep growing across restarts.
+	IncreasingNonce bool
 	// Docs are the exchange documentation pages the scheme follows.
 	Docs []string
 }

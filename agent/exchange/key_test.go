@@ -215,3 +215,30 @@ func TestDestroy(t *testing.T) {
 		t.Errorf("Destroy changed the credential's secret")
 	}
 }
+
+func TestCredentialValue(t *testing.T) {
+	for _, c := range []Credential{
+		{Exchange: Binance, KeyID: "k", Secret: []byte("s3cret")},
+		{Exchange: OKX, KeyID: "k", Secret: []byte("s3cret"), Passphrase: []byte("pass phrase")},
+		{Exchange: Bybit, KeyID: "k", Secret: []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")},
+	} {
+		got, err := ParseValue(c.Exchange, c.KeyID, c.Value())
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		if !bytes.Equal(got.Secret, c.Secret) || !bytes.Equal(got.Passphrase, c.Passphrase) {
+			t.Errorf("%v: round trip gave secret %q passphrase %q", c, got.Secret, got.Passphrase)
+		}
+	}
+	if _, err := ParseValue(OKX, "k", []byte("no passphrase")); !errors.Is(err, ErrBadKey) {
+		t.Errorf("okx value without a passphrase: err = %v, want ErrBadKey", err)
+	}
+	for _, typ := range []KeyType{HMACKey, Ed25519Key, ECDSAKey, RSAKey} {
+		if typ.Name() == "" {
+			t.Errorf("%v has no stored name", typ)
+		}
+	}
+	if KeyType(0).Name() != "" || KeyType(99).Name() != "" {
+		t.Error("invalid key types have names")
+	}
+}

@@ -30,6 +30,9 @@ var kraken = &scheme{
 		FundParams:  []string{"address", "amount", "key", "max_fee", "to"},
 		KeyTypes:    []KeyType{HMACKey},
 		Methods:     []string{POST},
+		// Kraken refuses a nonce not above the last one it saw for the
+		// key (spot-rest-auth).
+		IncreasingNonce: true,
 		Docs: []string{
 			"https://docs.kraken.com/api/docs/guides/spot-rest-auth",
 			"https://docs.kraken.com/api-reference/funding/withdraw-funds",

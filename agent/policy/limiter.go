@@ -38,7 +38,11 @@ func newLimiter(rate float64, burst int, now func() time.Time) *Limiter {
 }
 
 // Allow takes a token and reports whether there was one.
-func (l *Limiter) Allow() bool {
+func (l *Limiter) Allow() bool { return l.AllowN(1) }
+
+// AllowN takes n tokens and reports whether there were as many; when
+// there were not, it takes none.
+func (l *Limiter) AllowN(n int) bool {
 	t := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -46,10 +50,10 @@ func (l *Limiter) Allow() bool {
 		l.tokens = min(l.burst, l.tokens+d.Seconds()*l.rate)
 		l.last = t
 	}
-	if l.tokens < 1 {
+	if l.tokens < float64(n) {
 		return false
 	}
-	l.tokens--
+	l.tokens -= float64(n)
 	return true
 }
 

@@ -14,14 +14,16 @@ const (
 	OpList                // see a secret's name in a list
 	OpWatch               // be told when a secret changes
 	OpAdmin               // put, rotate or delete a secret
+	OpSign                // have the agent sign exchange requests with a credential
+	OpHMAC                // have the agent compute an HMAC with a secret
 )
 
-const opCount = int(OpAdmin) + 1
+const opCount = int(OpHMAC) + 1
 
-var opNames = [opCount]string{OpGet: "get", OpList: "list", OpWatch: "watch", OpAdmin: "admin"}
+var opNames = [opCount]string{OpGet: "get", OpList: "list", OpWatch: "watch", OpAdmin: "admin", OpSign: "sign", OpHMAC: "hmac"}
 
-// String returns the name used in policy files: "get", "list", "watch" or
-// "admin".
+// String returns the name used in policy files: "get", "list", "watch",
+// "admin", "sign" or "hmac".
 func (o Op) String() string {
 	if o.valid() {
 		return opNames[o]
@@ -29,7 +31,7 @@ func (o Op) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-func (o Op) valid() bool { return o >= OpGet && o <= OpAdmin }
+func (o Op) valid() bool { return o >= OpGet && o <= OpHMAC }
 
 // ParseOp returns the Op named s, as written in a rule's allow list.
 func ParseOp(s string) (Op, error) {
@@ -38,5 +40,5 @@ func ParseOp(s string) (Op, error) {
 			return Op(o), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown operation %q; use get, list, watch or admin", s)
+	return 0, fmt.Errorf("unknown operation %q; use get, list, watch, admin, sign or hmac", s)
 }

@@ -57,9 +57,17 @@ type fileRule struct {
 	Allow     []string `toml:"allow"`
 	Rate      float64  `toml:"rate"`
 	Burst     int64    `toml:"burst"`
+	Requests  []string `toml:"requests"`
+	Hosts     []string `toml:"hosts"`
+	Params    []string `toml:"params"`
+	Symbols   []string `toml:"symbols"`
 }
 
-var ruleKeys = []string{"name", "secrets", "users", "groups", "exes", "exe_sha256", "units", "allow", "rate", "burst"}
+var ruleKeys = []string{"name", "secrets", "users", "groups", "exes", "exe_sha256", "units", "allow", "rate", "burst",
+	"requests", "hosts", "params", "symbols"}
+
+// scopeKeys are the keys of a sign rule's scope.
+var scopeKeys = []string{"requests", "hosts", "params", "symbols"}
 
 var callerKeys = []string{"users", "groups", "exes", "exe_sha256", "units"}
 
@@ -91,21 +99,24 @@ func Parse(b []byte) (*Policy, error) {
 		return nil, fmt.Errorf("policy is larger than %d bytes", MaxSize)
 	}
 	var doc struct {
-		Rule []toml.Primitive `toml:"rule"`
+		Rule   []toml.Primitive `toml:"rule"`
+		Budget []toml.Primitive `toml:"budget"`
 	}
 	md, err := toml.Decode(string(b), &doc)
 	if err != nil {
 		var probe map[string]any
 		if _, e := toml.Decode(string(b), &probe); e == nil {
-			if _, single := probe["rule"].(map[string]any); single {
-				return nil, errors.New("rule is a single table: write each rule as [[rule]], with two pairs of brackets")
+			for _, k := range []string{"rule", "budget"} {
+				if _, single := probe[k].(map[string]any); single {
+					return nil, fmt.Errorf("%s is a single table: write each %s as [[%s]], with two pairs of brackets", k, k, k)
+				}
 			}
 		}
 		return nil, err
 	}
 	for _, k := range md.Keys() {
-		if len(k) > 0 && k[0] != "rule" {
-			return nil, fmt.Errorf("unknown key %q: a policy holds only [[rule]] tables", k[0])
+		if len(k) > 0 && k[0] != "rule" && k[0] != "budget" {
+			return nil, fmt.Errorf("unknown key %q: a policy holds only [[rule]] and [[budget]] tables", k[0])
 		}
 	}
 	p := &Policy{now: time.Now, maxLimiters: maxLimiters}
@@ -126,6 +137,9 @@ func Parse(b []byte) (*Policy, error) {
 		}
 		seen[r.name] = i + 1
 		p.rules = append(p.rules, r)
+	}
+	if p.budgets, err = compileBudgets(md, doc.Budget); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -176,7 +190,7 @@ func (fr *fileRule) compile(keys map[string]any) (*rule, error) {
 		return nil, errors.New("secrets is missing or empty: name at least one secret or pattern")
 	}
 	if len(fr.Allow) == 0 {
-		return nil, errors.New("allow is missing or empty: grant at least one of get, list, watch, admin")
+		return nil, errors.New("allow is missing or empty: grant at least one of get, list, watch, admin, sign, hmac")
 	}
 	if !slices.ContainsFunc(callerKeys, has) {
 		return nil, errors.New("no caller selector: give users, groups, exes, exe_sha256 or units (a rule without one would match every process)")
@@ -209,7 +223,7 @@ func (fr *fileRule) compile(keys map[string]any) (*rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("secrets: %w", err)
 		}
-		for op := OpGet; op <= OpAdmin; op++ {
+		for op := OpGet; op <= OpHMAC; op++ {
 			if r.ops&(1<<op) != 0 {
 				p.reasons[op] = fmt.Sprintf("rule %q grants %s on %s", r.name, op, p.text)
 			}
@@ -255,6 +269,10 @@ func (fr *fileRule) compile(keys map[string]any) (*rule, error) {
 			return nil, fmt.Errorf("units: %w", err)
 		}
 		r.units = append(r.units, s)
+	}
+
+	if err := fr.compileScope(r, has); err != nil {
+		return nil, err
 	}
 
 	if has("rate") {

@@ -58,17 +58,22 @@ func compilePattern(s string) (p *pattern, exact bool, err error) {
 
 // match reports whether the valid secret name matches the glob p.
 // A '/' in name is matched only by a '/' in the pattern.
-func (p *pattern) match(name string) bool {
-	rest := name
-	for i, seg := range p.segs {
+func (p *pattern) match(name string) bool { return matchSegments(p.segs, p.deep, name) }
+
+// matchSegments matches s segment by segment against segs, one
+// [path.Match] pattern per '/'-separated segment; with deep, s may have
+// any number of segments more, at least one.
+func matchSegments(segs []string, deep bool, s string) bool {
+	rest := s
+	for i, seg := range segs {
 		part, tail, more := strings.Cut(rest, "/")
 		if ok, _ := path.Match(seg, part); !ok {
 			return false
 		}
 		if !more {
-			return i == len(p.segs)-1 && !p.deep
+			return i == len(segs)-1 && !deep
 		}
 		rest = tail
 	}
-	return p.deep
+	return deep
 }

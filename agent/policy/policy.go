@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyward/keyward/agent/exchange"
 	"github.com/keyward/keyward/internal/secretname"
 )
 
@@ -35,7 +36,8 @@ type Caller interface {
 // immutable after [Parse] or [Load] except for its rate limiters, and safe
 // for concurrent use.
 type Policy struct {
-	rules []*rule
+	rules   []*rule
+	budgets []*budget
 
 	now         func() time.Time
 	limiters    atomic.Int64 // how many per-caller limiters exist
@@ -70,6 +72,7 @@ type rule struct {
 	units  []string
 
 	limits *limiterSet // nil without rate
+	scope  *scope      // what a sign rule may sign; nil for other rules
 
 	// For Explain.
 	allow     []string
@@ -120,14 +123,27 @@ func (p *Policy) Rules() int { return len(p.rules) }
 
 // Decide reports whether c may perform op on the secret named secret.
 // The first rule in file order that matches the secret and the caller and
-// grants op decides; without one the request is denied.
+// grants op decides; without one the request is denied. For [OpSign],
+// Decide says whether c may sign anything with the secret: the agent asks
+// it before it reads the credential, and [Policy.DecideSign] once it has
+// parsed the request.
 func (p *Policy) Decide(c Caller, op Op, secret string) Decision {
 	in := newInput(c)
-	return p.decide(&in, op, secret)
+	return p.decide(&in, op, secret, nil)
 }
 
-func (p *Policy) decide(in *input, op Op, secret string) Decision {
-	r, pat := p.find(in, op, secret)
+// DecideSign reports whether c may have the agent sign r with the
+// credential named secret: the first rule in file order that matches the
+// secret and the caller, grants sign and whose scope (requests, hosts,
+// params, symbols) admits r decides. A denial's reason names the first
+// rule that would have granted sign but for its scope, and why.
+func (p *Policy) DecideSign(c Caller, secret string, r *exchange.Parsed) Decision {
+	in := newInput(c)
+	return p.decide(&in, OpSign, secret, r)
+}
+
+func (p *Policy) decide(in *input, op Op, secret string, req *exchange.Parsed) Decision {
+	r, pat, refused := p.find(in, op, secret, req)
 	switch {
 	case r != nil:
 		d := Decision{Allowed: true, Rule: r.name, Reason: pat.reasons[op]}
@@ -135,6 +151,8 @@ func (p *Policy) decide(in *input, op Op, secret string) Decision {
 			d.Limiter = r.limits.get(in.uid, &p.limiters, p.maxLimiters, p.now)
 		}
 		return d
+	case refused != "":
+		return Decision{Reason: refused}
 	case !op.valid():
 		return Decision{Reason: "unknown operation " + op.String()}
 	case !secretname.Valid(secret):
@@ -143,21 +161,45 @@ func (p *Policy) decide(in *input, op Op, secret string) Decision {
 	return Decision{Reason: "no rule grants " + op.String() + " on " + strconv.Quote(secret) + " to this caller"}
 }
 
-// find returns the deciding rule and its matching pattern, or nil.
-func (p *Policy) find(in *input, op Op, secret string) (*rule, *pattern) {
+// find returns the deciding rule and its matching pattern, or nil and,
+// for a sign request, why the first rule that matched all but its scope
+// did not admit it.
+func (p *Policy) find(in *input, op Op, secret string, req *exchange.Parsed) (*rule, *pattern, string) {
 	if !op.valid() || !secretname.Valid(secret) {
-		return nil, nil
+		return nil, nil, ""
 	}
+	info := requestInfo(req)
 	bit := uint8(1) << op
+	refused := ""
 	for _, r := range p.rules {
 		if r.ops&bit == 0 || !r.matchCaller(in) {
 			continue
 		}
-		if pat := r.matchSecret(secret); pat != nil && r.matchSum(in) {
-			return r, pat
+		pat := r.matchSecret(secret)
+		if pat == nil || !r.matchSum(in) {
+			continue
 		}
+		if req != nil {
+			if why := r.scope.admit(req, info); why != "" {
+				if refused == "" {
+					refused = "rule " + strconv.Quote(r.name) + " grants sign on " + pat.text + ", but " + why
+				}
+				continue
+			}
+		}
+		return r, pat, ""
 	}
-	return nil, nil
+	return nil, nil, refused
+}
+
+// requestInfo returns what policy needs to know of r's exchange; r was
+// parsed, so its exchange is known.
+func requestInfo(r *exchange.Parsed) *exchange.Info {
+	if r == nil {
+		return nil
+	}
+	info, _ := r.Exchange.Info()
+	return &info
 }
 
 // Names reports whether some rule names c as a caller, whatever it
@@ -180,10 +222,10 @@ func (p *Policy) Visible(c Caller, names []string) []string {
 	in := newInput(c)
 	var out []string
 	for _, n := range names {
-		if r, _ := p.find(&in, OpList, n); r == nil {
+		if r, _, _ := p.find(&in, OpList, n, nil); r == nil {
 			continue
 		}
-		if r, _ := p.find(&in, OpGet, n); r != nil {
+		if r, _, _ := p.find(&in, OpGet, n, nil); r != nil {
 			out = append(out, n)
 		}
 	}
@@ -194,10 +236,25 @@ func (p *Policy) Visible(c Caller, names []string) []string {
 // match the name, one line saying why that rule does or does not match,
 // as `keyward policy check` prints them.
 func (p *Policy) Explain(c Caller, op Op, secret string) (Decision, []string) {
+	return p.explain(c, op, secret, nil)
+}
+
+// ExplainSign is [Policy.Explain] for [Policy.DecideSign]: each line also
+// says whether the rule's scope admits r.
+func (p *Policy) ExplainSign(c Caller, secret string, r *exchange.Parsed) (Decision, []string) {
+	return p.explain(c, OpSign, secret, r)
+}
+
+func (p *Policy) explain(c Caller, op Op, secret string, req *exchange.Parsed) (Decision, []string) {
 	in := newInput(c)
-	d := p.decide(&in, op, secret)
+	d := p.decide(&in, op, secret, req)
 	if !op.valid() || !secretname.Valid(secret) {
 		return d, nil
+	}
+	info := requestInfo(req)
+	what := op.String()
+	if req != nil {
+		what = fmt.Sprintf("sign of %s %s", req.Method, req.Path)
 	}
 	var lines []string
 	for _, r := range p.rules {
@@ -206,17 +263,22 @@ func (p *Policy) Explain(c Caller, op Op, secret string) (Decision, []string) {
 			continue
 		}
 		why := r.explainCaller(&in)
-		if r.ops&(1<<op) == 0 {
+		switch {
+		case r.ops&(1<<op) == 0:
 			why = append([]string{fmt.Sprintf("grants %s, not %s", strings.Join(r.allow, ", "), op)}, why...)
+		case req != nil:
+			if refused := r.scope.admit(req, info); refused != "" {
+				why = append(why, refused)
+			}
 		}
 		var line string
 		switch {
 		case len(why) > 0:
 			line = strings.Join(why, "; ")
 		case r.name == d.Rule:
-			line = fmt.Sprintf("grants %s on %s to this caller: this rule decides", op, pat.text)
+			line = fmt.Sprintf("grants %s on %s to this caller: this rule decides", what, pat.text)
 		default:
-			line = fmt.Sprintf("would grant %s on %s too, but rule %s comes first", op, pat.text, d.Rule)
+			line = fmt.Sprintf("would grant %s on %s too, but rule %s comes first", what, pat.text, d.Rule)
 		}
 		lines = append(lines, "rule "+r.name+": "+line)
 	}
