@@ -15,6 +15,7 @@
 //	binance+mm-prod@3.kwe.kwr   its data key sealed to the recovery kit (recoverykit.go)
 //	recovery.kit                the kit's public part; recovery.kit.binding: its hash, wrapped by the backend
 //	root-key, tpm-store-key     key records (keyfile.go): which root key the envelopes are under
+//	nonces/                     nonce marks (nonce.go): per API key, above every nonce the agent issued
 //	.lock                       the flock every writer takes
 //	.tmp-*                      a writer's temporary file, removed at the next lock
 //	*.next, .rewrap-committed   a transaction in progress (rewrap.go)
@@ -61,6 +62,7 @@
 //	rewrap.go      transactions: Rewrap, RewrapTo, FinishPending
 //	keyfile.go     key records
 //	recoverykit.go the recovery kit: InitRecovery, Kit, Restore
+//	nonce.go       NonceMark, SetNonceMark: exchange nonces that grow across restarts
 //	secret.go      Secret: plaintext in locked memory
 //	host.go        the host binding
 //	backend.go     the Backend contract
