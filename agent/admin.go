@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/keyward/keyward/internal/secretname"
-
 	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
@@ -21,26 +19,6 @@ import (
 // shell as the store's owner. Each answers once the agent serves the
 // result. One store operation runs at a time (storeMu); each gives up when
 // the agent stops.
-
-// authorize checks a request's secret name and the caller's permission for
-// op. When either fails, it records the audit event and returns the error
-// frame to send.
-func (c *conn) authorize(out []byte, id uint32, pol *policy.Policy, req string, op policy.Op, name string) (policy.Decision, []byte, bool) {
-	if secretname.Check(name) != nil {
-		c.auditEvent(req, "", 0, audit.Error, wire.CodeBadRequest, "invalid secret name")
-		return policy.Decision{}, wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: "invalid secret name"}), false
-	}
-	d := pol.Decide(c.peer, op, name)
-	switch {
-	case !d.Allowed:
-		c.auditDecision(req, name, 0, audit.Deny, wire.CodeDenied, d)
-		return d, wire.AppendFrame(out, id, errorMessage(wire.CodeDenied)), false
-	case d.Limiter != nil && !d.Limiter.Allow():
-		c.auditDecision(req, name, 0, audit.Deny, wire.CodeRateLimited, d)
-		return d, wire.AppendFrame(out, id, errorMessage(wire.CodeRateLimited)), false
-	}
-	return d, nil, true
-}
 
 // adminError answers an administrative request that failed after it was
 // allowed: the caller is an administrator of the name, so the message
@@ -79,44 +57,52 @@ func (c *conn) reload(out []byte, id uint32, pol *policy.Policy, m *wire.Reload)
 // put answers a Put: the agent seals the value as a new version, stores
 // it and serves it.
 func (c *conn) put(out []byte, id uint32, pol *policy.Policy, m *wire.Put) []byte {
-	s := c.s
 	defer clear(m.Value) // the parser's copy of the secret
 	d, refused, ok := c.authorize(out, id, pol, "put", policy.OpAdmin, m.Name)
 	if !ok {
 		return refused
 	}
-	if len(m.Value) == 0 {
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeBadRequest, "the value is empty; nothing was stored", nil)
+	return c.storePut(out, id, d, m.Name, m.Value, m.Flags, m.Expires, m.Grace, nil)
+}
+
+// storePut seals and stores a value through the agent: Put, and
+// PutCredential with the credential's attributes.
+func (c *conn) storePut(out []byte, id uint32, d policy.Decision, name string, value []byte, flags wire.PutFlags,
+	expires int64, grace uint32, cred *store.CredentialInfo) []byte {
+	s := c.s
+	if len(value) == 0 {
+		return c.adminError(out, id, "put", name, d, wire.CodeBadRequest, "the value is empty; nothing was stored", nil)
 	}
 	opts := store.PutOptions{
-		NewVersion: m.Flags&wire.PutNewVersion != 0,
-		MustExist:  m.Flags&wire.PutMustExist != 0,
-		Grace:      time.Duration(m.Grace) * time.Second,
+		NewVersion: flags&wire.PutNewVersion != 0,
+		MustExist:  flags&wire.PutMustExist != 0,
+		Grace:      time.Duration(grace) * time.Second,
+		Credential: cred,
 	}
-	if m.Expires != 0 {
-		opts.Expires = time.Unix(m.Expires, 0)
+	if expires != 0 {
+		opts.Expires = time.Unix(expires, 0)
 	}
-	v, err := s.writeStore(func(st *store.Store) (uint32, error) { return st.Put(s.stop, m.Name, m.Value, opts) })
+	v, err := s.writeStore(func(st *store.Store) (uint32, error) { return st.Put(s.stop, name, value, opts) })
 	switch {
 	case errors.Is(err, store.ErrExists):
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeBadRequest, err.Error()+": rotate it, or put --new-version", nil)
+		return c.adminError(out, id, "put", name, d, wire.CodeBadRequest, err.Error()+": rotate it, or put --new-version", nil)
 	case errors.Is(err, store.ErrNotFound):
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeNotFound, err.Error()+": put it first (a rotation never creates a secret)", nil)
+		return c.adminError(out, id, "put", name, d, wire.CodeNotFound, err.Error()+": put it first (a rotation never creates a secret)", nil)
 	case errors.Is(err, errNoStore):
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeUnavailable, err.Error(), nil)
+		return c.adminError(out, id, "put", name, d, wire.CodeUnavailable, err.Error(), nil)
 	case errors.Is(err, errNotServed):
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeUnavailable,
-			fmt.Sprintf("%s version %d is stored but the agent could not load it; see keyward status", m.Name, v), err)
+		return c.adminError(out, id, "put", name, d, wire.CodeUnavailable,
+			fmt.Sprintf("%s version %d is stored but the agent could not load it; see keyward status", name, v), err)
 	case err != nil && store.IsInputError(err):
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeBadRequest, err.Error(), nil)
+		return c.adminError(out, id, "put", name, d, wire.CodeBadRequest, err.Error(), nil)
 	case err != nil:
-		return c.adminError(out, id, "put", m.Name, d, wire.CodeUnavailable, "the agent could not seal and store the value; see its log", err)
+		return c.adminError(out, id, "put", name, d, wire.CodeUnavailable, "the agent could not seal and store the value; see its log", err)
 	}
 	var prevUntil int64
-	if v > 1 && m.Grace > 0 {
-		prevUntil = unixOrZero(s.until(m.Name, v-1))
+	if v > 1 && grace > 0 {
+		prevUntil = unixOrZero(s.until(name, v-1))
 	}
-	c.auditDecision("put", m.Name, v, audit.Allow, 0, d)
+	c.auditDecision("put", name, v, audit.Allow, 0, d)
 	return wire.AppendFrame(out, id, &wire.Stored{Version: v, PrevUntil: prevUntil})
 }
 

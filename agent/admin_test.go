@@ -104,7 +104,7 @@ func TestAdminThroughAgent(t *testing.T) {
 func TestHelloWithIDZero(t *testing.T) {
 	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{})
 	c := dial(t, ta.socket)
-	wantError(t, exchange(t, c, wire.Marshal(0, &wire.Hello{Versions: []uint16{1}})), wire.CodeBadRequest, "request id 0 is reserved")
+	wantError(t, roundTrip(t, c, wire.Marshal(0, &wire.Hello{Versions: []uint16{1}})), wire.CodeBadRequest, "request id 0 is reserved")
 	if !isClosed(t, c) {
 		t.Error("connection kept open after a Hello with id 0")
 	}

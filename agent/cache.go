@@ -43,6 +43,9 @@ type cacheVersion struct {
 	until   time.Time // when it stops being served (expiry or end of grace); zero: never
 	secret  *store.Secret
 	sum     [32]byte // SHA-256 of the envelope it was decrypted from; zero for a kept copy of a damaged file
+	// cred is set for an exchange credential: its header's attributes,
+	// and the signing key made from the secret when first used.
+	cred *credential
 }
 
 // A secretState says how the agent serves a secret whose newest version
@@ -111,6 +114,19 @@ func (e *cacheEntry) find(version uint32, now time.Time) (*cacheVersion, wire.Co
 		return nil, wire.CodeExpired // an older version no longer on disk: retired and pruned
 	}
 	return nil, wire.CodeNotFound
+}
+
+// lookup returns the version of name a request for version (0: the
+// current one) gets at now, or nil and the code to answer.
+func (c *Cache) lookup(name string, version uint32, now time.Time) (*cacheVersion, wire.Code) {
+	switch e := c.secrets[name]; {
+	case e == nil:
+		return nil, wire.CodeNotFound
+	case version == 0:
+		return e.current(now)
+	default:
+		return e.find(version, now)
+	}
 }
 
 func (v *cacheVersion) expired(now time.Time) bool {
@@ -202,7 +218,7 @@ func loadVersion(ctx context.Context, st *store.Store, v *store.VersionInfo, kep
 		}
 		sec, oerr := st.OpenEnvelope(ctx, v.Envelope)
 		if oerr == nil {
-			return &cacheVersion{version: v.Version, until: v.Until, secret: sec, sum: sum}, failNone, nil
+			return &cacheVersion{version: v.Version, until: v.Until, secret: sec, sum: sum, cred: newCredential(v.Envelope.Credential)}, failNone, nil
 		}
 		err = oerr
 	}
@@ -224,7 +240,11 @@ func loadVersion(ctx context.Context, st *store.Store, v *store.VersionInfo, kep
 
 // copy returns a copy of v, in memory of its own, ending at until.
 func (v *cacheVersion) copy(until time.Time) *cacheVersion {
-	return &cacheVersion{version: v.version, until: until, secret: store.NewSecret(v.secret.Bytes()), sum: v.sum}
+	cp := &cacheVersion{version: v.version, until: until, secret: store.NewSecret(v.secret.Bytes()), sum: v.sum}
+	if v.cred != nil {
+		cp.cred = newCredential(&v.cred.info)
+	}
+	return cp
 }
 
 // held returns a version held by c, or nil. c may be nil.
@@ -261,6 +281,7 @@ func (c *Cache) Destroy() {
 	for _, e := range c.secrets {
 		for _, v := range e.versions {
 			v.secret.Destroy()
+			v.cred.destroy()
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent/audit"
+	"github.com/keyward/keyward/agent/exchange"
 	"github.com/keyward/keyward/agent/peer"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
@@ -24,6 +25,9 @@ type conn struct {
 	peer *peer.Peer
 	src  *audit.Source // the audit trail with the caller attribute, formatted once
 	rec  auditRecord
+
+	signed exchange.Signed // reused by each sign request
+	fields []wire.Field    // reused for a Signed's headers and params
 
 	writeMu sync.Mutex // answers and watch notifications share the connection
 
@@ -288,6 +292,14 @@ func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bo
 		return c.remove(out, id, pol, m), true
 	case *wire.Prune:
 		return c.prune(out, id, pol), true
+	case *wire.Sign:
+		return c.sign(out, id, pol, m), true
+	case *wire.HMAC:
+		return c.hmac(out, id, pol, m), true
+	case *wire.Describe:
+		return c.describe(out, id, pol, m), true
+	case *wire.PutCredential:
+		return c.putCredential(out, id, pol, m), true
 	case *wire.Hello:
 		return badRequest("unexpected hello"), true
 	default:
@@ -317,15 +329,7 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 	now := s.cfg.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var v *cacheVersion
-	code := wire.CodeNotFound
-	switch e := s.cache.secrets[m.Name]; {
-	case e == nil:
-	case m.Version == 0:
-		v, code = e.current(now)
-	default:
-		v, code = e.find(m.Version, now)
-	}
+	v, code := s.cache.lookup(m.Name, m.Version, now)
 	if v == nil {
 		decision := audit.Error
 		if code == wire.CodeExpired {

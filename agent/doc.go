@@ -12,8 +12,11 @@
 //	  conn.serve (conn.go)       one goroutine per connection: peer.Attest, then frames
 //	    frameReader, arm         idle and frame deadlines
 //	    handle                   Hello first; parse; peer.Verify before every answer
-//	      authorize (admin.go)   name rule, policy.Decide, rule rate limit — one step for all
+//	      authorize              name rule, policy.Decide, rule rate limit — one step for all
 //	      get, list (conn.go)    from the Cache, under Server.mu read lock
+//	      sign (sign.go)         gate on sign, the credential, exchange.Parse, policy.DecideSign,
+//	                             rate, policy.Charge (per-key budgets), a nonce (nonce.go), SignTo
+//	      hmac, describe         MAC with a secret; a credential's public attributes
 //	      health (health.go)     the backend's state and the secrets not served fresh
 //	      watch (watch.go)       subscribe; Changed frames on another goroutine
 //	      reload, put, remove,   administration: store writes under storeMu, then a reload,
@@ -66,7 +69,10 @@
 //	server.go   Config, Server, New, Serve, Shutdown, Close, Harden
 //	admit.go    admission by uid at accept
 //	conn.go     one connection: read loop, deadlines, dispatch, get and list
-//	admin.go    authorize; reload, put, remove, prune; store reloads and writes
+//	authorize.go the one authorization step: name, decision, rate
+//	admin.go    reload, put, remove, prune; store reloads and writes
+//	sign.go     Sign, HMAC, Describe, PutCredential; credentials in the cache
+//	nonce.go    exchange nonces per API key, kept growing across restarts by marks in the store
 //	health.go   backend state; the Health answer
 //	watch.go    Watch and Changed
 //	cache.go    Cache, LoadCache, what failed to load and why

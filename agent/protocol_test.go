@@ -38,7 +38,7 @@ func dial(t testing.TB, socket string) net.Conn {
 
 // exchange writes raw bytes and reads one answer frame; it returns nil
 // when the agent closed the connection without answering.
-func exchange(t testing.TB, c net.Conn, raw []byte) wire.Message {
+func roundTrip(t testing.TB, c net.Conn, raw []byte) wire.Message {
 	t.Helper()
 	if _, err := c.Write(raw); err != nil {
 		t.Fatalf("write: %v", err)
@@ -83,59 +83,59 @@ func TestProtocolBadInput(t *testing.T) {
 
 	t.Run("first frame not hello", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		wantError(t, exchange(t, c, wire.Marshal(1, &wire.Get{Name: "binance/mm-prod"})), wire.CodeBadRequest, "hello required")
+		wantError(t, roundTrip(t, c, wire.Marshal(1, &wire.Get{Name: "binance/mm-prod"})), wire.CodeBadRequest, "hello required")
 		if !isClosed(t, c) {
 			t.Error("connection kept open")
 		}
 	})
 	t.Run("no common version", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		wantError(t, exchange(t, c, wire.Marshal(1, &wire.Hello{Versions: []uint16{2, 3}})), wire.CodeBadRequest, "unsupported protocol version")
+		wantError(t, roundTrip(t, c, wire.Marshal(1, &wire.Hello{Versions: []uint16{2, 3}})), wire.CodeBadRequest, "unsupported protocol version")
 	})
 	t.Run("oversized length prefix", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
-		if m := exchange(t, c, frame(0xFFFFFFFF, 2, 0, 0, 0, 1)); m != nil {
+		roundTrip(t, c, hello())
+		if m := roundTrip(t, c, frame(0xFFFFFFFF, 2, 0, 0, 0, 1)); m != nil {
 			t.Errorf("answer = %v, want the connection closed", m)
 		}
 	})
 	t.Run("request over 4096 bytes", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
-		if m := exchange(t, c, frame(wire.MaxRequestSize+1)); m != nil {
+		roundTrip(t, c, hello())
+		if m := roundTrip(t, c, frame(wire.MaxRequestSize+1)); m != nil {
 			t.Errorf("answer = %v, want the connection closed", m)
 		}
 	})
 	t.Run("length below minimum", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
-		if m := exchange(t, c, frame(2, 2, 0)); m != nil {
+		roundTrip(t, c, hello())
+		if m := roundTrip(t, c, frame(2, 2, 0)); m != nil {
 			t.Errorf("answer = %v, want the connection closed", m)
 		}
 	})
 	t.Run("unknown operation keeps the connection", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
-		wantError(t, exchange(t, c, frame(5, 0x42, 0, 0, 0, 7)), wire.CodeBadRequest, "unknown operation")
-		wantError(t, exchange(t, c, frame(5, byte(wire.TypeSecret), 0, 0, 0, 8)), wire.CodeBadRequest, "unknown operation")
-		if _, ok := exchange(t, c, wire.Marshal(9, &wire.Get{Name: "binance/mm-prod"})).(*wire.Secret); !ok {
+		roundTrip(t, c, hello())
+		wantError(t, roundTrip(t, c, frame(5, 0x42, 0, 0, 0, 7)), wire.CodeBadRequest, "unknown operation")
+		wantError(t, roundTrip(t, c, frame(5, byte(wire.TypeSecret), 0, 0, 0, 8)), wire.CodeBadRequest, "unknown operation")
+		if _, ok := roundTrip(t, c, wire.Marshal(9, &wire.Get{Name: "binance/mm-prod"})).(*wire.Secret); !ok {
 			t.Error("get after unknown operations failed")
 		}
 	})
 	t.Run("malformed body keeps the connection", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
+		roundTrip(t, c, hello())
 		bad := wire.Marshal(2, &wire.Get{Name: "binance/mm-prod"})
 		bad = append(bad, 0) // trailing byte
 		binary.BigEndian.PutUint32(bad, uint32(len(bad)-4))
-		wantError(t, exchange(t, c, bad), wire.CodeBadRequest, "malformed request")
-		wantError(t, exchange(t, c, wire.Marshal(0, &wire.List{})), wire.CodeBadRequest, "request id 0 is reserved")
-		wantError(t, exchange(t, c, hello()), wire.CodeBadRequest, "unexpected hello")
-		wantError(t, exchange(t, c, wire.Marshal(3, &wire.Get{Name: "binance/../x"})), wire.CodeBadRequest, "invalid secret name")
+		wantError(t, roundTrip(t, c, bad), wire.CodeBadRequest, "malformed request")
+		wantError(t, roundTrip(t, c, wire.Marshal(0, &wire.List{})), wire.CodeBadRequest, "request id 0 is reserved")
+		wantError(t, roundTrip(t, c, hello()), wire.CodeBadRequest, "unexpected hello")
+		wantError(t, roundTrip(t, c, wire.Marshal(3, &wire.Get{Name: "binance/../x"})), wire.CodeBadRequest, "invalid secret name")
 	})
 	t.Run("truncated frame", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
+		roundTrip(t, c, hello())
 		full := wire.Marshal(2, &wire.Get{Name: "binance/mm-prod"})
 		c.Write(full[:len(full)-3])
 		c.(*net.UnixConn).CloseWrite()
@@ -145,7 +145,7 @@ func TestProtocolBadInput(t *testing.T) {
 	})
 	t.Run("stalled frame times out", func(t *testing.T) {
 		c := dial(t, ta.socket)
-		exchange(t, c, hello())
+		roundTrip(t, c, hello())
 		full := wire.Marshal(2, &wire.Get{Name: "binance/mm-prod"})
 		c.Write(full[:3])
 		start := time.Now()
@@ -193,7 +193,7 @@ func TestSlowClientsAndIdleConnections(t *testing.T) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if m := exchange(t, c, hello()); m == nil {
+			if m := roundTrip(t, c, hello()); m == nil {
 				slowClosed <- false
 				return
 			}
@@ -240,7 +240,7 @@ func TestSlowClientsAndIdleConnections(t *testing.T) {
 func TestConnectionLimitPerUID(t *testing.T) {
 	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{maxPerUID: 3, quietAudit: true})
 	for range 3 {
-		if exchange(t, dial(t, ta.socket), hello()) == nil {
+		if roundTrip(t, dial(t, ta.socket), hello()) == nil {
 			t.Fatal("connection within the per-uid limit refused")
 		}
 	}
@@ -256,7 +256,7 @@ func TestConnectionLimit(t *testing.T) {
 	var conns []net.Conn
 	for range 8 {
 		c := dial(t, ta.socket)
-		if exchange(t, c, hello()) == nil {
+		if roundTrip(t, c, hello()) == nil {
 			t.Fatal("connection within the limit refused")
 		}
 		conns = append(conns, c)
@@ -265,7 +265,7 @@ func TestConnectionLimit(t *testing.T) {
 	if !isClosed(t, extra) {
 		t.Error("connection over the limit was kept")
 	}
-	if _, ok := exchange(t, conns[0], wire.Marshal(2, &wire.Get{Name: "okx/exec"})).(*wire.Secret); !ok {
+	if _, ok := roundTrip(t, conns[0], wire.Marshal(2, &wire.Get{Name: "okx/exec"})).(*wire.Secret); !ok {
 		t.Error("an existing connection stopped being served")
 	}
 }
@@ -276,7 +276,7 @@ func TestConnectionLimit(t *testing.T) {
 func TestDenialFloodIsBounded(t *testing.T) {
 	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{})
 	c := dial(t, ta.socket)
-	exchange(t, c, hello())
+	roundTrip(t, c, hello())
 	var frames []byte
 	for i := range 1000 {
 		frames = wire.AppendFrame(frames, uint32(i+2), &wire.Get{Name: "secret/not-granted"})

@@ -87,6 +87,8 @@ type Server struct {
 
 	storeMu sync.Mutex // one store reload, prune or write at a time
 
+	nonces nonces // exchange nonces per API key
+
 	policy atomic.Pointer[policy.Policy]
 
 	connsMu   sync.Mutex // guards conns, byUID, listeners; taken before a conn's mu
@@ -143,6 +145,10 @@ func New(cfg Config) (*Server, error) {
 	s.denials = newDenials()
 	s.connects = newBudgets(connectRate, connectBurst)
 	s.refused.log = s.log
+	s.nonces.now = cfg.Now
+	if cfg.Store != nil {
+		s.nonces.marks = cfg.Store
+	}
 	s.reportsWG.Go(s.reportLoop)
 	return s, nil
 }
@@ -237,7 +243,12 @@ func (s *Server) backendFailures() int {
 }
 
 // SetPolicy replaces the policy for every request that starts after it.
-func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+// Per-key budgets the new policy shares with the old carry over what was
+// spent ([policy.Policy.Inherit]).
+func (s *Server) SetPolicy(p *policy.Policy) {
+	p.Inherit(s.policy.Load())
+	s.policy.Store(p)
+}
 
 // Secrets returns the number of secrets being served.
 func (s *Server) Secrets() int {

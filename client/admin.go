@@ -39,25 +39,52 @@ type Stored struct {
 // once the agent serves it. The agent never logs the value; value stays
 // the caller's to clear.
 func (c *Client) Put(ctx context.Context, name string, value []byte, opts PutOptions) (*Stored, error) {
-	if err := checkName(name); err != nil {
+	req := &wire.Put{Name: name, Value: value}
+	if err := opts.fill(name, value, &req.Flags, &req.Expires, &req.Grace); err != nil {
 		return nil, err
 	}
+	return c.store(ctx, req)
+}
+
+// PutCredential stores an exchange API credential through the agent, like
+// [Client.Put]: the exchange ("binance", "bybit", "okx", "kraken",
+// "coinbase"), the API key id, and value, the secret (for OKX the secret,
+// a line feed and the passphrase). The agent checks that the exchange
+// takes the key before it stores it.
+func (c *Client) PutCredential(ctx context.Context, name, exchange, apiKey string, value []byte, opts PutOptions) (*Stored, error) {
+	req := &wire.PutCredential{Name: name, Exchange: exchange, APIKey: apiKey, Value: value}
+	if err := opts.fill(name, value, &req.Flags, &req.Expires, &req.Grace); err != nil {
+		return nil, err
+	}
+	return c.store(ctx, req)
+}
+
+// fill checks a put's name, value and options and sets its fields.
+func (opts *PutOptions) fill(name string, value []byte, flags *wire.PutFlags, expires *int64, grace *uint32) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
 	if len(value) == 0 || len(value) > wire.MaxSecretSize {
-		return nil, fmt.Errorf("%w: a value of %d bytes (1 to %d)", ErrBadRequest, len(value), wire.MaxSecretSize)
+		return fmt.Errorf("%w: a value of %d bytes (1 to %d)", ErrBadRequest, len(value), wire.MaxSecretSize)
 	}
 	if opts.Grace < 0 || opts.Grace/time.Second > 1<<32-1 {
-		return nil, fmt.Errorf("%w: grace period %v", ErrBadRequest, opts.Grace)
+		return fmt.Errorf("%w: grace period %v", ErrBadRequest, opts.Grace)
 	}
-	req := &wire.Put{Name: name, Value: value, Grace: uint32(opts.Grace / time.Second)}
+	*grace = uint32(opts.Grace / time.Second)
 	if opts.NewVersion {
-		req.Flags |= wire.PutNewVersion
+		*flags |= wire.PutNewVersion
 	}
 	if opts.MustExist {
-		req.Flags |= wire.PutMustExist
+		*flags |= wire.PutMustExist
 	}
 	if !opts.Expires.IsZero() {
-		req.Expires = opts.Expires.Unix()
+		*expires = opts.Expires.Unix()
 	}
+	return nil
+}
+
+// store sends a Put or PutCredential, once.
+func (c *Client) store(ctx context.Context, req wire.Message) (*Stored, error) {
 	var st *Stored
 	err := c.doOnce(ctx, req, func(m wire.Message) error {
 		r, ok := m.(*wire.Stored)

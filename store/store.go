@@ -186,6 +186,9 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 			return 0, fmt.Errorf("%w: %s has version %d", ErrExists, name, versions[len(versions)-1])
 		}
 		version = versions[len(versions)-1] + 1
+		if err := s.sameKind(name, versions[len(versions)-1], opts.Credential); err != nil {
+			return 0, err
+		}
 	}
 	var prevUntil time.Time
 	if version > 1 && opts.Grace > 0 {
@@ -218,6 +221,27 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 		return 0, fmt.Errorf("failed to store %s: %w", name, err)
 	}
 	return version, nil
+}
+
+// sameKind refuses a new version of another kind than the latest one: a
+// plain secret for a credential, a credential for a plain secret, or a
+// credential of another exchange. Programs that use the name expect its
+// kind. A latest version that cannot be read does not stop a rotation,
+// which is how it is replaced.
+func (s *Store) sameKind(name string, latest uint32, cred *CredentialInfo) error {
+	e, err := s.read(name, latest)
+	if err != nil {
+		return nil
+	}
+	switch prev := e.Credential; {
+	case prev == nil && cred != nil:
+		return inputErrorf("%s is a plain secret: a new version cannot be an exchange credential (remove it, then put the credential)", name)
+	case prev != nil && cred == nil:
+		return inputErrorf("%s is a %s credential: give its new version with --exchange %s and --api-key", name, prev.Exchange, prev.Exchange)
+	case prev != nil && prev.Exchange != cred.Exchange:
+		return inputErrorf("%s is a %s credential: a new version cannot be for %s", name, prev.Exchange, cred.Exchange)
+	}
+	return nil
 }
 
 func truncUTC(t time.Time) time.Time {

@@ -35,8 +35,10 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -53,6 +55,11 @@ const (
 	KeyRule       = "rule"
 	KeyReason     = "reason"
 	KeyExpires    = "expires"
+	KeyExchange   = "exchange" // a signature's: the exchange, method, path, sorted parameter names
+	KeyMethod     = "method"
+	KeyPath       = "path"
+	KeyParams     = "params"
+	KeyDigest     = "digest" // the SHA-256 of what was signed or MACed, in hex
 	KeySuppressed = "suppressed"
 	KeyLatency    = "latency_us"
 )
@@ -92,9 +99,20 @@ type Event struct {
 	Rule       string
 	Reason     string
 	Expires    time.Time
-	CallerUID  string // a denial-budget report's uid, or "other"
+	Signed     *Signed // a sign or hmac request's: what was asked
+	CallerUID  string  // a denial-budget report's uid, or "other"
 	Suppressed int64
 	Latency    time.Duration // for a request (emitted through a Source); written in whole microseconds
+}
+
+// Signed is what a sign or hmac request asked for, as the audit trail
+// keeps it: never the secret, nor the signature.
+type Signed struct {
+	Exchange string
+	Method   string
+	Path     string
+	Params   []string // the parameter names, sorted, batch items' included
+	Digest   [32]byte // SHA-256 of exactly what was signed or MACed; zero: nothing was
 }
 
 // attrs appends the event's attributes in their fixed order.
@@ -123,6 +141,9 @@ func (e *Event) attrs(a []slog.Attr, request bool) []slog.Attr {
 	if !e.Expires.IsZero() {
 		a = append(a, slog.String(KeyExpires, e.Expires.UTC().Format(time.RFC3339)))
 	}
+	if sg := e.Signed; sg != nil {
+		a = sg.attrs(a)
+	}
 	if e.Suppressed != 0 {
 		a = append(a, slog.Int64(KeySuppressed, e.Suppressed))
 	}
@@ -131,6 +152,22 @@ func (e *Event) attrs(a []slog.Attr, request bool) []slog.Attr {
 	}
 	if request {
 		a = append(a, slog.Int64(KeyLatency, e.Latency.Microseconds()))
+	}
+	return a
+}
+
+func (s *Signed) attrs(a []slog.Attr) []slog.Attr {
+	if s.Exchange != "" {
+		a = append(a, slog.String(KeyExchange, s.Exchange))
+	}
+	if s.Method != "" {
+		a = append(a, slog.String(KeyMethod, s.Method), slog.String(KeyPath, s.Path))
+	}
+	if s.Params != nil {
+		a = append(a, slog.String(KeyParams, strings.Join(s.Params, ",")))
+	}
+	if s.Digest != ([32]byte{}) {
+		a = append(a, slog.String(KeyDigest, hex.EncodeToString(s.Digest[:])))
 	}
 	return a
 }
