@@ -78,6 +78,7 @@ func commands() []*cli.Command {
 		installCommand(),
 		uninstallCommand(),
 		getCommand(),
+		signCommand(),
 		execCommand(),
 		policyCommand(),
 		pcrsCommand(),

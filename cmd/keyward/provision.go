@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyward/keyward/agent/exchange"
 	"github.com/keyward/keyward/internal/secretname"
 
 	"github.com/urfave/cli/v2"
@@ -133,7 +134,11 @@ func putCommand() *cli.Command {
 		Description: "put reads the value from standard input (prompting without echo at a terminal) or\n" +
 			"from --from-file, seals it and prints the new version. One trailing newline is removed\n" +
 			"unless --keep-newline is given. The value is never taken from the command line.\n" +
-			"With --new-version it rotates the secret, like keyward rotate.",
+			"With --new-version it rotates the secret, like keyward rotate.\n\n" +
+			"With --exchange and --api-key the value is an exchange API credential, which the agent\n" +
+			"signs with and never serves to a caller that may only sign (docs/signing.md): the HMAC\n" +
+			"secret, or a PEM private key (use --from-file); for OKX, the secret, a line break and\n" +
+			"the passphrase. It is checked with the exchange's rules before it is stored.",
 		Flags: append(valueFlags(), &cli.BoolFlag{Name: "new-version", Usage: "add a version to an existing secret (a rotation)"}),
 		Action: func(c *cli.Context) error {
 			return storeValue(c, c.Bool("new-version"), false)
@@ -165,6 +170,8 @@ func valueFlags() []cli.Flag {
 		&cli.StringFlag{Name: "expires", Usage: "stop serving the version after `DURATION` (90d, 12h) or at an RFC 3339 time"},
 		&cli.StringFlag{Name: "grace", Usage: "keep the previous version servable for `DURATION` (default: store.grace)"},
 		&cli.BoolFlag{Name: "keep-newline", Usage: "keep a trailing newline in the value"},
+		&cli.StringFlag{Name: "exchange", Usage: "store an API credential of `EXCHANGE` (binance, bybit, okx, kraken, coinbase) for signing inside the agent"},
+		&cli.StringFlag{Name: "api-key", Usage: "the credential's public API key `ID` (with --exchange)"},
 	}
 }
 
@@ -198,11 +205,24 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 			return usagef("--grace: %v", err)
 		}
 	}
-	value, err := readValue(c, name)
+	x, keyID, err := credentialFlags(c)
+	if err != nil {
+		return err
+	}
+	var value []byte
+	if x == string(exchange.OKX) && c.String("from-file") == "" && isTerminal(c.App.Reader) {
+		value, err = readOKXCredential(name)
+	} else {
+		value, err = readValue(c, name)
+	}
 	if err != nil {
 		return err
 	}
 	defer clear(value)
+	cred, err := checkCredential(x, keyID, value)
+	if err != nil {
+		return err
+	}
 	cl, err := runningAgent(c, cfg)
 	if err != nil {
 		return err
@@ -211,8 +231,13 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 	var prevUntil time.Time
 	if cl != nil {
 		defer cl.Close()
-		st, err := cl.Put(c.Context, name, value, client.PutOptions{NewVersion: newVersion, MustExist: mustExist,
-			Expires: expires, Grace: grace})
+		opts := client.PutOptions{NewVersion: newVersion, MustExist: mustExist, Expires: expires, Grace: grace}
+		var st *client.Stored
+		if cred != nil {
+			st, err = cl.PutCredential(c.Context, name, cred.Exchange, cred.KeyID, value, opts)
+		} else {
+			st, err = cl.Put(c.Context, name, value, opts)
+		}
 		if err != nil {
 			return agentRefused(err, name)
 		}
@@ -224,7 +249,7 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 		}
 		defer b.Close()
 		v, err = s.Put(c.Context, name, value, store.PutOptions{NewVersion: newVersion, MustExist: mustExist,
-			Expires: expires, Grace: grace})
+			Expires: expires, Grace: grace, Credential: cred})
 		if err != nil {
 			return err
 		}
@@ -459,11 +484,18 @@ func inspectCommand() *cli.Command {
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 1, ' ', 0)
 			fmt.Fprintf(tw, "file:\t%s\n", path)
-			fmt.Fprintf(tw, "format:\tkeyward envelope v1\n")
+			format := 1
+			if e.Credential != nil {
+				format = 2
+			}
+			fmt.Fprintf(tw, "format:\tkeyward envelope v%d\n", format)
 			fmt.Fprintf(tw, "name:\t%s\n", e.Name)
 			fmt.Fprintf(tw, "version:\t%d\n", e.Version)
 			fmt.Fprintf(tw, "created:\t%s\n", formatTime(e.Created))
 			fmt.Fprintf(tw, "expires:\t%s\n", formatExpiry(e.Expires))
+			if cr := e.Credential; cr != nil {
+				fmt.Fprintf(tw, "credential:\t%s API key %s (%s)\n", cr.Exchange, cr.KeyID, cr.KeyType)
+			}
 			fmt.Fprintf(tw, "backend:\t%s\n", e.Backend())
 			fmt.Fprintf(tw, "key id:\t%s\n", e.KeyID)
 			fmt.Fprintf(tw, "host:\t%s (%s)\n", e.Host, host)

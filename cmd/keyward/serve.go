@@ -398,7 +398,10 @@ func policyCommand() *cli.Command {
 			ArgsUsage: "NAME",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "policy", Usage: "policy `FILE` (default: agent.policy from the configuration)"},
-				&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, list, watch or admin"},
+				&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, list, watch, admin, sign or hmac"},
+				&cli.StringFlag{Name: "request", Usage: "with --op sign: the request `\"METHOD URL\"` to sign, e.g. \"POST https://api.binance.com/api/v3/order?symbol=BTCUSDT\""},
+				&cli.StringFlag{Name: "body", Usage: "with --request: the request `BODY`"},
+				&cli.StringFlag{Name: "exchange", Usage: "with --request: the credential's `EXCHANGE` (binance, bybit, okx, kraken, coinbase)"},
 				&cli.UintFlag{Name: "uid", Usage: "caller `UID`", Required: true},
 				&cli.UintFlag{Name: "gid", Usage: "caller primary `GID`"},
 				&cli.UintSliceFlag{Name: "group", Usage: "caller supplementary `GID` (repeatable)"},
@@ -452,7 +455,17 @@ func policyCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, lines := pol.Explain(caller, op, c.Args().First())
+				var d policy.Decision
+				var lines []string
+				if c.IsSet("request") {
+					parsed, err := signRequestToCheck(c, op)
+					if err != nil {
+						return err
+					}
+					d, lines = pol.ExplainSign(caller, c.Args().First(), parsed)
+				} else {
+					d, lines = pol.Explain(caller, op, c.Args().First())
+				}
 				w := c.App.Writer
 				for _, w := range pol.ExeWarnings() {
 					warn(c.App.ErrWriter, w)
