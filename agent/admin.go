@@ -110,6 +110,17 @@ func (c *conn) put(out []byte, id uint32, pol *policy.Policy, m *wire.Put) []byt
 	case err != nil:
 		return c.adminError(out, id, "put", m.Name, d, wire.CodeUnavailable, "the agent could not seal and store the value; see its log", err)
 	}
+	// The reload keeps serving what it held when the new version does not
+	// unwrap (the backend went away after wrapping it): stored is then
+	// not served, and the caller must not be told it is.
+	s.mu.RLock()
+	loaded := s.cache.held(m.Name, v) != nil
+	s.mu.RUnlock()
+	if !loaded {
+		return c.adminError(out, id, "put", m.Name, d, wire.CodeUnavailable,
+			fmt.Sprintf("%s version %d is stored but the agent could not load it; see keyward status", m.Name, v),
+			fmt.Errorf("%w: version %d did not load", errNotServed, v))
+	}
 	var prevUntil int64
 	if v > 1 && m.Grace > 0 {
 		prevUntil = unixOrZero(s.until(m.Name, v-1))
