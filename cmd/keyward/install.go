@@ -253,10 +253,10 @@ func (in *installer) files() []installFile {
 func (in *installer) binary() string { return path.Join(in.prefix, "bin", "keyward") }
 
 type installFile struct {
-	path  string
-	kind  string // systemd.Kind…, or "" for configuration
-	data  []byte
-	mode  fs.FileMode
+	path string
+	kind string // systemd.Kind…, or "" for configuration
+	data []byte
+	mode fs.FileMode
 }
 
 // rel turns an absolute path into one relative to the root.
