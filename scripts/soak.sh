@@ -138,8 +138,9 @@ POLICY
 chmod 0644 "$tmp/policy.toml"
 
 say "keyward init, and version 1 of soak/key"
-keyward init >/dev/null
-printf 'soak-value-1' | keyward put soak/key
+# Their output (SoftHSM warnings, hints) only when they fail.
+keyward init >"$tmp/init.log" 2>&1 || { cat "$tmp/init.log" >&2; exit 1; }
+printf 'soak-value-1' | keyward put soak/key >"$tmp/init.log" 2>&1 || { cat "$tmp/init.log" >&2; exit 1; }
 
 say "keyward serve"
 "$tmp/bin/keyward" serve 2>"$tmp/agent.log" </dev/null >/dev/null &
