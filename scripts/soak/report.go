@@ -135,11 +135,27 @@ func (r *report) windows() windows {
 			w.recovered = h.at
 		}
 	}
-	// Where the HSM cannot work at all: the whole flap for a token
-	// directory moved away; device removed and device error with the shim
-	// (a hang is slow, not gone: an operation may still succeed, slowly).
+	// Where the HSM cannot work at all. With the shim: the device-removed
+	// and device-error thirds, where every call, or every cryptographic
+	// call, fails at once (a hang is slow, not gone: an operation may
+	// still succeed, slowly). With the token directory moved away: from
+	// the moment the agent has seen it gone (its health check, or a
+	// rotation refused) to the return; SoftHSM may go on for a moment on
+	// a session opened before, and what it does then is real work.
 	if s.cfg.shimControl == "" {
-		w.hardDown = [][2]time.Duration{{w.flapStart, w.flapEnd}}
+		seen := w.flapEnd
+		if w.detected >= 0 {
+			seen = min(seen, w.detected)
+		}
+		s.mu.Lock()
+		for _, rt := range s.rotations {
+			if rt.at >= w.flapStart && rt.stored == 0 && !rt.unsure {
+				seen = min(seen, rt.end)
+				break
+			}
+		}
+		s.mu.Unlock()
+		w.hardDown = [][2]time.Duration{{seen, w.flapEnd}}
 	} else {
 		third := (w.flapEnd - w.flapStart) / 3
 		w.hardDown = [][2]time.Duration{{w.flapStart, w.flapStart + third}, {w.flapStart + 2*third, w.flapEnd}}
@@ -341,6 +357,14 @@ func (r *report) print(out io.Writer) bool {
 		}
 	}
 
+	// The backend seen down outside the flap and its recovery.
+	downOutside := 0
+	for _, h := range s.health {
+		if h.answered && !h.ok && (h.at < w.flapStart || w.settled >= 0 && h.at >= w.settled) {
+			downOutside++
+		}
+	}
+
 	// Audit trail.
 	var auditDown, auditUp time.Duration = -1, -1
 	for _, b := range r.audit.backend {
@@ -440,6 +464,7 @@ func (r *report) print(out io.Writer) bool {
 	add("rotations reported stored as another version than the next", fmt.Sprint(mismatched), "0", mismatched == 0)
 	add("rotations while the HSM was down reported stored", fmt.Sprintf("%d of %d", storedInOutage, outageRotations),
 		"0 of >= 1", storedInOutage == 0 && outageRotations > 0)
+	add("health checks saying the backend is down before the flap or after it recovered", fmt.Sprint(downOutside), "0", downOutside == 0)
 	add("backend seen down after the flap began", secs(sub(w.detected, w.flapStart)), "yes", w.detected >= 0)
 	add("backend healthy again after the token returned, no restart", fmt.Sprintf("%s, same pid %v", secs(sub(w.settled, w.flapEnd)), r.samePID),
 		"yes, same pid", w.settled >= 0 && r.samePID)
