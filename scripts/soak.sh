@@ -68,12 +68,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '== %s\n' "$*"; }
+say() { printf '== [%3ds] %s\n' "$SECONDS" "$*"; }
 
 say "build keyward and the soak client"
 mkdir "$tmp/bin"
-go build -o "$tmp/bin/keyward" ./cmd/keyward
-go build -o "$tmp/bin/soak" ./scripts/soak
+go build -o "$tmp/bin/" ./cmd/keyward ./scripts/soak
 keyward() { "$tmp/bin/keyward" "$@"; }
 
 say "a throwaway SoftHSM token in $tmp/softhsm"
@@ -176,4 +175,4 @@ if [ "$soak_rc" != 0 ] || [ "$agent_rc" != 0 ]; then
 	exit 1
 fi
 echo "soak: agent exited 0 after SIGTERM"
-echo "soak: PASS"
+echo "soak: PASS (${SECONDS}s)"
