@@ -100,7 +100,7 @@ func main() {
 	flag.DurationVar(&cfg.flap, "flap", 0, "how long the HSM is gone (default: a sixth of -duration, at most 10s; with the shim a quarter, at most 12s)")
 	flag.DurationVar(&cfg.rotate, "rotate", 2*time.Second, "time between rotations")
 	flag.DurationVar(&cfg.grace, "grace", 30*time.Second, "grace period of the previous version at each rotation")
-	flag.DurationVar(&cfg.deadline, "deadline", time.Second, "deadline of each get")
+	flag.DurationVar(&cfg.deadline, "deadline", 2*time.Second, "deadline of each get")
 	flag.DurationVar(&cfg.rotateTimeout, "rotate-timeout", 15*time.Second, "deadline of each rotation")
 	flag.Parse()
 	if cfg.socket == "" || cfg.store == "" || cfg.agentPID == 0 || cfg.audit == "" || cfg.agentLog == "" ||
