@@ -83,6 +83,12 @@ func (c *conn) storePut(out []byte, id uint32, d policy.Decision, name string, v
 		opts.Expires = time.Unix(expires, 0)
 	}
 	v, err := s.writeStore(func(st *store.Store) (uint32, error) { return st.Put(s.stop, name, value, opts) })
+	if err == nil && !s.holds(name, v) {
+		// The reload keeps serving what it held when the new version does
+		// not unwrap (the backend went away after wrapping it): stored is
+		// then not served, and the caller must not be told it is.
+		err = fmt.Errorf("%w: version %d did not load", errNotServed, v)
+	}
 	switch {
 	case errors.Is(err, store.ErrExists):
 		return c.adminError(out, id, "put", name, d, wire.CodeBadRequest, err.Error()+": rotate it, or put --new-version", nil)
@@ -177,6 +183,13 @@ func (s *Server) writeStore(write func(*store.Store) (uint32, error)) (uint32, e
 		return v, fmt.Errorf("%w: %w", errNotServed, err)
 	}
 	return v, nil
+}
+
+// holds reports whether the cache holds a version.
+func (s *Server) holds(name string, version uint32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cache.held(name, version) != nil
 }
 
 // until returns when a version held stops being served; zero: never, or

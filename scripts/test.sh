@@ -3,7 +3,8 @@
 # what the tests need (apt packages, Go modules), then checks formatting,
 # runs go vet, the tests under the race detector with SoftHSM and the
 # software TPM required (a missing tool fails the run instead of skipping),
-# and a short run of every fuzz target.
+# two short soaks of the agent through HSM faults, and a short run of
+# every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -33,6 +34,14 @@ go vet ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
+
+# The agent as a real process through HSM faults (docs/operations.md,
+# "Soak test"); each run fails the suite on any failed check.
+step "soak (short): 64 connections for 60 s, the token directory gone for 10 s"
+bash scripts/soak.sh --duration 60s
+
+step "soak (short): through the fault-injecting PKCS #11 module, 30 s"
+bash scripts/soak.sh --shim --duration 30s
 
 step "fuzz (short runs over the committed corpus and beyond)"
 # A count of executions rather than a duration: with a duration, Go's fuzzing
