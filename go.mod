@@ -21,6 +21,6 @@ require (
 	github.com/google/go-tpm-tools v0.4.10 // indirect; the TPM simulator of package tpm's tests
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	golang.org/x/crypto v0.54.0 // indirect
+	golang.org/x/crypto v0.54.0 // test only: the ssh-agent baseline of agent.BenchmarkSign
 	golang.org/x/tools v0.26.0 // indirect
 )

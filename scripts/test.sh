@@ -37,11 +37,11 @@ go test -race -count=1 -timeout 15m ./...
 
 # The agent as a real process through HSM faults (docs/operations.md,
 # "Soak test"); each run fails the suite on any failed check.
-step "soak (short): 64 connections for 60 s, the token directory gone for 10 s"
-bash scripts/soak.sh --duration 60s
+step "soak (short): 16 connections for 60 s, the token directory gone for 10 s"
+bash scripts/soak.sh --conns 16 --duration 60s
 
 step "soak (short): through the fault-injecting PKCS #11 module, 30 s"
-bash scripts/soak.sh --shim --duration 30s
+bash scripts/soak.sh --conns 16 --shim --duration 30s
 
 step "fuzz (short runs over the committed corpus and beyond)"
 # A count of executions rather than a duration: with a duration, Go's fuzzing
