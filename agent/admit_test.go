@@ -12,14 +12,6 @@ import (
 	"github.com/keyward/keyward/client"
 )
 
-// needRoot skips a test that runs processes under other uids.
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run processes under other uids")
-	}
-}
-
 // start runs a long-lived role and waits for its first line of output;
 // closing the returned writer (its stdin) ends it.
 func (c child) start(t testing.TB, role string, args ...string) (first string, stop io.Closer) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,22 +18,23 @@ import (
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store/storetest"
 )
 
 func TestListAndStatus(t *testing.T) {
-	ta := startAgent(t, `
+	ta := startAgent(t, fmt.Sprintf(`
 [[rule]]
 name = "lister"
 secrets = ["binance/*", "okx/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get", "list"]
 
 [[rule]]
 name = "get-only"
 secrets = ["kraken/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get"]
-`, accessSecrets, agentOpts{})
+`, selfUID), accessSecrets, agentOpts{})
 	ctx := context.Background()
 	c, err := client.Dial(ctx, ta.socket)
 	if err != nil {
@@ -44,7 +46,7 @@ allow = ["get"]
 		t.Errorf("List() = %v, %v; want %v", names, err, want)
 	}
 	st, err := c.Status(ctx)
-	if err != nil || !st.Healthy || st.Secrets != 3 || st.Backend != "pkcs11" || st.Agent != "keyward test" {
+	if err != nil || !st.Healthy || st.Secrets != 3 || st.Backend != "mem" || st.Agent != "keyward test" {
 		t.Errorf("Status() = %+v, %v", st, err)
 	}
 	if _, err := c.GetVersion(ctx, "okx/exec", 2); !errors.Is(err, client.ErrNotFound) {
@@ -90,6 +92,7 @@ func TestConcurrentGets(t *testing.T) {
 // TestAuditDenied: a denied request produces exactly one audit event with
 // the caller's uid and exe, and no secret bytes.
 func TestAuditDenied(t *testing.T) {
+	needRoot(t)
 	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{})
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "intruder", nil)
@@ -130,7 +133,7 @@ func TestAuditDenied(t *testing.T) {
 // policy without dropping the open connection, and an invalid policy is
 // refused while the running one stays.
 func TestRunReloadsOnSIGHUP(t *testing.T) {
-	st := newStore(t, accessSecrets)
+	st := storetest.MemStore(t, accessSecrets)
 	dir := publicDir(t)
 	policyPath := filepath.Join(dir, "policy.toml")
 	write := func(text string) {
@@ -142,13 +145,13 @@ func TestRunReloadsOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(`
+	write(fmt.Sprintf(`
 [[rule]]
 name = "first"
 secrets = ["binance/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get"]
-`)
+`, selfUID))
 	socket := filepath.Join(dir, "agent.sock")
 	l, err := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
 	if err != nil {
@@ -195,13 +198,13 @@ allow = ["get"]
 			}
 		}
 	}
-	write(`
+	write(fmt.Sprintf(`
 [[rule]]
 name = "second"
 secrets = ["binance/*", "okx/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get"]
-`)
+`, selfUID))
 	sighup()
 	if s, err := c.Get(ctx, "okx/exec"); err != nil || string(s.Bytes()) != accessSecrets["okx/exec"] {
 		t.Errorf("Get(okx/exec) after reload on the same connection = %v, %v; want the secret", s, err)
