@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
 
@@ -230,5 +234,65 @@ allow = ["get"]
 	}
 	if ev := <-events; ev != "stopping" {
 		t.Errorf("last event = %q, want stopping", ev)
+	}
+}
+
+// TestServeFromSoftHSM is the one agent test on a real PKCS #11 backend:
+// the others serve from the in-memory backend, since serving never
+// touches the backend once the cache is loaded. The whole daemon loads
+// envelopes whose data keys a SoftHSM key wrapped, serves them, and
+// reloads a rotated secret through the token. It skips without SoftHSM,
+// and fails then when KEYWARD_TEST_REQUIRE_HARDWARE=1.
+func TestServeFromSoftHSM(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SoftHSMStore(t, accessSecrets)
+	const rotated = "binance-value-rotated-91e4"
+	logs, trailOut := &auditLog{}, &auditLog{}
+	trail := audit.New(trailOut, nil)
+	t.Cleanup(func() { // after the agent stopped
+		trail.Close(time.Second)
+		served := maps.Clone(accessSecrets)
+		served["binance/mm-prod@2"] = rotated
+		assertNoSecretLogged(t, trailOut.String()+logs.String(), served)
+	})
+	socket := filepath.Join(publicDir(t), "agent.sock")
+	stop := startRun(t, st, fmt.Sprintf(`
+[[rule]]
+name = "self"
+secrets = ["binance/*", "okx/*", "kraken/*"]
+users = ["%d"]
+allow = ["get", "list", "admin"]
+`, selfUID), socket, agent.RunConfig{Server: agent.Config{
+		Backend: "pkcs11",
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Audit:   trail,
+	}})
+	t.Cleanup(stop)
+
+	c, err := client.Dial(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for name, want := range accessSecrets {
+		if s, err := c.Get(ctx, name); err != nil || string(s.Bytes()) != want || s.Version != 1 {
+			t.Errorf("Get(%q) = %v, %v; want version 1 of the value put", name, s, err)
+		}
+	}
+	if status, err := c.Status(ctx); err != nil || !status.Healthy || status.Secrets != len(accessSecrets) || status.Backend != "pkcs11" {
+		t.Errorf("Status() = %+v, %v; want healthy, %d secrets, backend pkcs11", status, err, len(accessSecrets))
+	}
+
+	if _, err := st.Put(ctx, "binance/mm-prod", []byte(rotated), store.PutOptions{NewVersion: true, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Reload(ctx, "binance/mm-prod"); err != nil || v != 2 {
+		t.Fatalf("Reload() = %d, %v; want version 2 served", v, err)
+	}
+	if s, err := c.Get(ctx, "binance/mm-prod"); err != nil || string(s.Bytes()) != rotated || s.Version != 2 {
+		t.Errorf("Get(binance/mm-prod) after rotation = %v, %v; want version 2", s, err)
+	}
+	if s, err := c.GetVersion(ctx, "binance/mm-prod", 1); err != nil || string(s.Bytes()) != accessSecrets["binance/mm-prod"] {
+		t.Errorf("GetVersion(binance/mm-prod, 1) within its grace = %v, %v; want version 1", s, err)
 	}
 }
