@@ -94,6 +94,14 @@ func TestFairConnectionSlots(t *testing.T) {
 // keeps the listen backlog full whatever the agent does.
 func TestConnectFloodDoesNotStarveOthers(t *testing.T) {
 	needRoot(t)
+	if raceEnabled {
+		// Under the race detector, attesting the flooder's admitted
+		// connections takes the agent longer than the per-uid rate allows
+		// them, so the flood fills the listen backlog before it is refused
+		// and the trader times out. scripts/test.sh runs this test without
+		// the race detector.
+		t.Skip("a timing property of the real build: the race detector slows the agent's accept path below the per-uid connect rate")
+	}
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "bot", nil)
 	ta := startAgent(t, tradingPolicy, accessSecrets, agentOpts{quietAudit: true})

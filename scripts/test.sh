@@ -3,7 +3,8 @@
 # what the tests need (apt packages, Go modules), then checks formatting,
 # runs go vet, the tests under the race detector with SoftHSM and the
 # software TPM required (a missing tool fails the run instead of skipping),
-# and a short run of every fuzz target.
+# the load test the race detector skips without it, and a short run of
+# every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -33,6 +34,9 @@ go vet ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
+
+step "go test (load tests the race detector skips)"
+go test -count=1 -run '^TestConnectFloodDoesNotStarveOthers$' ./agent/
 
 step "fuzz (short runs over the committed corpus and beyond)"
 # A count of executions rather than a duration: with a duration, Go's fuzzing
