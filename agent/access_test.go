@@ -18,6 +18,7 @@ var accessSecrets = map[string]string{
 // TestAccessByRealCallers runs clients as real processes with real uids,
 // groups and executables and checks each gets exactly what policy grants.
 func TestAccessByRealCallers(t *testing.T) {
+	needRoot(t)
 	dir := publicDir(t)
 	trusted, trustedSum := childBinary(t, dir, "mm-bot", nil)
 	copied, _ := childBinary(t, dir, "mm-bot-copy", nil)
@@ -85,20 +86,24 @@ allow = ["get"]
 	}
 }
 
+// botPolicy grants binance/* to processes under the test's own uid: the
+// tests of what a process does with its connection need no other uid.
+var botPolicy = fmt.Sprintf(`
+[[rule]]
+name = "bot"
+secrets = ["binance/*"]
+users = ["%d"]
+allow = ["get"]
+`, selfUID)
+
 // TestExecAfterConnect: a process that connects and then execs another
 // program gets no answer on that connection any more.
 func TestExecAfterConnect(t *testing.T) {
 	dir := publicDir(t)
 	first, _ := childBinary(t, dir, "first", nil)
 	second, _ := childBinary(t, dir, "second", nil)
-	ta := startAgent(t, `
-[[rule]]
-name = "bot"
-secrets = ["binance/*"]
-users = ["4242"]
-allow = ["get"]
-`, accessSecrets, agentOpts{})
-	out := child{bin: first, uid: 4242, gid: 4242}.run(t, "exec-after-connect", ta.socket, "binance/mm-prod", second)
+	ta := startAgent(t, botPolicy, accessSecrets, agentOpts{})
+	out := selfChild(first).run(t, "exec-after-connect", ta.socket, "binance/mm-prod", second)
 	lines := strings.Split(out, "\n")
 	if len(lines) != 2 || lines[0] != "ok 1 binance-value-7f3a9c" {
 		t.Fatalf("child output = %q, want a successful get then the exec'd program's result", out)
@@ -114,19 +119,13 @@ allow = ["get"]
 func TestExitedPeerWithForkedHolder(t *testing.T) {
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "holder", nil)
-	ta := startAgent(t, `
-[[rule]]
-name = "bot"
-secrets = ["binance/*"]
-users = ["4242"]
-allow = ["get"]
-`, accessSecrets, agentOpts{})
+	ta := startAgent(t, botPolicy, accessSecrets, agentOpts{})
 	result := filepath.Join(dir, "result")
 	if err := os.WriteFile(result, nil, 0o666); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(result, 0o666)
-	out := child{bin: bin, uid: 4242, gid: 4242}.run(t, "fork-holder", ta.socket, "binance/mm-prod", result)
+	out := selfChild(bin).run(t, "fork-holder", ta.socket, "binance/mm-prod", result)
 	if !strings.HasPrefix(out, "ok 1 binance-value-7f3a9c\n") {
 		t.Fatalf("child output = %q, want a successful get first", out)
 	}

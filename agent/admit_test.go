@@ -12,14 +12,6 @@ import (
 	"github.com/keyward/keyward/client"
 )
 
-// needRoot skips a test that runs processes under other uids.
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run processes under other uids")
-	}
-}
-
 // start runs a long-lived role and waits for its first line of output;
 // closing the returned writer (its stdin) ends it.
 func (c child) start(t testing.TB, role string, args ...string) (first string, stop io.Closer) {
@@ -102,6 +94,14 @@ func TestFairConnectionSlots(t *testing.T) {
 // keeps the listen backlog full whatever the agent does.
 func TestConnectFloodDoesNotStarveOthers(t *testing.T) {
 	needRoot(t)
+	if raceEnabled {
+		// Under the race detector, attesting the flooder's admitted
+		// connections takes the agent longer than the per-uid rate allows
+		// them, so the flood fills the listen backlog before it is refused
+		// and the trader times out. scripts/test.sh runs this test without
+		// the race detector.
+		t.Skip("a timing property of the real build: the race detector slows the agent's accept path below the per-uid connect rate")
+	}
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "bot", nil)
 	ta := startAgent(t, tradingPolicy, accessSecrets, agentOpts{quietAudit: true})
@@ -110,12 +110,18 @@ func TestConnectFloodDoesNotStarveOthers(t *testing.T) {
 			t.Fatalf("flooder: %q", got)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the flood reach its pace
+	// The trader's gets must run while the flood is being refused: wait
+	// for the flood to use up its burst, however fast this machine lets
+	// the flooder go.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(ta.logs.String(), "opens connections too fast") {
+		if time.Now().After(deadline) {
+			t.Fatal("the flood was not refused as too fast within 10s (no log line)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	trader := child{bin: bin, uid: 4605, gid: 4605}
 	if got := trader.run(t, "get-many", ta.socket, "binance/mm-prod", "300"); got != "failed 0 map[]" {
 		t.Errorf("trading process during a connect flood by another uid: %s", got)
-	}
-	if !strings.Contains(ta.logs.String(), "opens connections too fast") {
-		t.Error("the flood was not refused as too fast (no log line)")
 	}
 }

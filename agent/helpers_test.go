@@ -22,14 +22,20 @@ import (
 	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/internal/testenv"
-	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
 
-// newStore seals secrets into a fresh store under a fresh SoftHSM token.
-func newStore(t testing.TB, secrets map[string]string) *store.Store {
+// selfUID is the test process's uid. Policies name it to grant the test
+// itself, so that the tests run as any user; only the tests that run
+// clients under other uids need root (see needRoot).
+var selfUID = os.Getuid()
+
+// needRoot skips a test that runs processes under other uids.
+func needRoot(t testing.TB) {
 	t.Helper()
-	return storetest.SoftHSMStore(t, secrets)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run processes under other uids")
+	}
 }
 
 // publicDir returns a directory every uid can enter.
@@ -76,7 +82,7 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 	if err != nil {
 		t.Fatalf("policy.Parse() = %v", err)
 	}
-	st := newStore(t, secrets)
+	st := storetest.MemStore(t, secrets)
 	cache, skipped, err := agent.LoadCache(context.Background(), st, nil)
 	if err != nil || len(skipped) > 0 {
 		t.Fatalf("LoadCache() = %v, %v", skipped, err)
@@ -89,7 +95,7 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 	auditTrail := audit.New(auditW, nil)
 	srv, err := agent.New(agent.Config{
 		Policy:         pol,
-		Backend:        "pkcs11",
+		Backend:        "mem",
 		Agent:          "keyward test",
 		Logger:         slog.New(slog.NewJSONHandler(ta.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Audit:          auditTrail,
@@ -117,11 +123,18 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 		<-done
 		srv.Close()
 		auditTrail.Close(time.Second)
-		if out := ta.audit.String() + ta.logs.String(); containsAny(out, secrets) {
-			t.Errorf("a secret value appears in the logs:\n%s", out)
-		}
+		assertNoSecretLogged(t, ta.audit.String()+ta.logs.String(), secrets)
 	})
 	return ta
+}
+
+// assertNoSecretLogged fails the test if out, the agent's logs and audit
+// trail, contains any of the secrets' values.
+func assertNoSecretLogged(t testing.TB, out string, secrets map[string]string) {
+	t.Helper()
+	if containsAny(out, secrets) {
+		t.Errorf("a secret value appears in the logs:\n%s", out)
+	}
 }
 
 func containsAny(s string, secrets map[string]string) bool {
@@ -154,13 +167,22 @@ func childBinary(t testing.TB, dir, name string, extra []byte) (path, sum string
 	return path, hex.EncodeToString(h[:])
 }
 
-// child runs a role of TestMain in a process with the given credentials.
+// child runs a role of TestMain in a process with the given credentials
+// (which takes root, see needRoot), or with the test process's own when
+// self is set.
 type child struct {
 	bin    string
 	uid    uint32
 	gid    uint32
 	groups []uint32
-	nice   int // run under nice(1) at this niceness
+	self   bool // keep the test process's credentials; uid and gid are its own
+	nice   int  // run under nice(1) at this niceness
+}
+
+// selfChild runs bin with the test process's own credentials: for tests
+// of what a process does with its connection, which any user can run.
+func selfChild(bin string) child {
+	return child{bin: bin, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), self: true}
 }
 
 func (c child) command(role string, args ...string) *exec.Cmd {
@@ -169,6 +191,9 @@ func (c child) command(role string, args ...string) *exec.Cmd {
 		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(c.nice), c.bin, "-test.run=^$"}, args...)...)
 	}
 	cmd.Env = []string{childRoleEnv + "=" + role, "PATH=/usr/bin:/bin"}
+	if c.self {
+		return cmd
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}}
 	if c.groups == nil {
 		cmd.SysProcAttr.Credential.Groups = []uint32{}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,20 +107,20 @@ func runRole(role string, args []string) int {
 		}
 		fmt.Println("holding", n)
 		<-stop
-	case "flood": // SOCKET: connect and close as fast as possible until stdin closes
+	case "flood": // SOCKET: connect and close as fast as possible, on every CPU, until stdin closes
 		stop := make(chan struct{})
 		go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
 		fmt.Println("flooding")
-		for {
-			select {
-			case <-stop:
-				return 0
-			default:
-			}
-			if c, err := net.Dial("unix", args[0]); err == nil {
-				c.Close()
-			}
+		for range runtime.NumCPU() {
+			go func() {
+				for {
+					if c, err := net.Dial("unix", args[0]); err == nil {
+						c.Close()
+					}
+				}
+			}()
 		}
+		<-stop
 	case "get-many": // SOCKET NAME N: N gets, each on a new connection; prints the failures
 		n, _ := strconv.Atoi(args[2])
 		failed := map[string]int{}

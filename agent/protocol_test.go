@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -16,14 +17,14 @@ import (
 	"github.com/keyward/keyward/client"
 )
 
-// selfPolicy grants the test process (root, uid 0) the test secrets.
-const selfPolicy = `
+// selfPolicy grants the test process, by its uid, the test secrets.
+var selfPolicy = fmt.Sprintf(`
 [[rule]]
 name = "self"
 secrets = ["binance/*", "okx/*", "kraken/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get", "list"]
-`
+`, selfUID)
 
 func dial(t testing.TB, socket string) net.Conn {
 	t.Helper()

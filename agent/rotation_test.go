@@ -20,13 +20,15 @@ import (
 	"github.com/keyward/keyward/store/storetest"
 )
 
-const adminPolicy = `
+// adminPolicy grants the test process, by its uid, get and admin on
+// binance/*.
+var adminPolicy = fmt.Sprintf(`
 [[rule]]
 name = "self"
 secrets = ["binance/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get", "admin"]
-`
+`, selfUID)
 
 // runAgent runs the whole daemon (agent.Run) on st until the test ends.
 func runAgent(t *testing.T, st *store.Store, policyText string) string {
@@ -83,7 +85,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		rotations = 20
 	}
 	ctx := context.Background()
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v0001"})
+	st := storetest.MemStore(t, map[string]string{"binance/mm-prod": "v0001"})
 	socket := runAgent(t, st, adminPolicy)
 	admin, err := client.Dial(ctx, socket)
 	if err != nil {
@@ -148,7 +150,7 @@ func TestRotationUnderLoad(t *testing.T) {
 func TestGracePeriod(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	b, _ := storetest.SoftHSMBackend(t)
+	b := storetest.NewMemBackend()
 	dir := filepath.Join(t.TempDir(), "store")
 	store.Init(dir)
 	st, err := store.New(store.Config{Dir: dir, Backend: b, Host: storetest.TestHost, Now: func() time.Time { return t0 }})
@@ -212,7 +214,7 @@ func TestGracePeriod(t *testing.T) {
 // event for each secret whose current version expires within the window.
 func TestExpiryWarning(t *testing.T) {
 	ctx := context.Background()
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/never": "x"})
+	st := storetest.MemStore(t, map[string]string{"binance/never": "x"})
 	if _, err := st.Put(ctx, "binance/soon", []byte("y"), store.PutOptions{Expires: time.Now().Add(2 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}

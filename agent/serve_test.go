@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,23 +19,26 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/agent"
+	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/storetest"
 )
 
 func TestListAndStatus(t *testing.T) {
-	ta := startAgent(t, `
+	ta := startAgent(t, fmt.Sprintf(`
 [[rule]]
 name = "lister"
 secrets = ["binance/*", "okx/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get", "list"]
 
 [[rule]]
 name = "get-only"
 secrets = ["kraken/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get"]
-`, accessSecrets, agentOpts{})
+`, selfUID), accessSecrets, agentOpts{})
 	ctx := context.Background()
 	c, err := client.Dial(ctx, ta.socket)
 	if err != nil {
@@ -44,7 +50,7 @@ allow = ["get"]
 		t.Errorf("List() = %v, %v; want %v", names, err, want)
 	}
 	st, err := c.Status(ctx)
-	if err != nil || !st.Healthy || st.Secrets != 3 || st.Backend != "pkcs11" || st.Agent != "keyward test" {
+	if err != nil || !st.Healthy || st.Secrets != 3 || st.Backend != "mem" || st.Agent != "keyward test" {
 		t.Errorf("Status() = %+v, %v", st, err)
 	}
 	if _, err := c.GetVersion(ctx, "okx/exec", 2); !errors.Is(err, client.ErrNotFound) {
@@ -90,6 +96,7 @@ func TestConcurrentGets(t *testing.T) {
 // TestAuditDenied: a denied request produces exactly one audit event with
 // the caller's uid and exe, and no secret bytes.
 func TestAuditDenied(t *testing.T) {
+	needRoot(t)
 	ta := startAgent(t, selfPolicy, accessSecrets, agentOpts{})
 	dir := publicDir(t)
 	bin, _ := childBinary(t, dir, "intruder", nil)
@@ -130,7 +137,7 @@ func TestAuditDenied(t *testing.T) {
 // policy without dropping the open connection, and an invalid policy is
 // refused while the running one stays.
 func TestRunReloadsOnSIGHUP(t *testing.T) {
-	st := newStore(t, accessSecrets)
+	st := storetest.MemStore(t, accessSecrets)
 	dir := publicDir(t)
 	policyPath := filepath.Join(dir, "policy.toml")
 	write := func(text string) {
@@ -142,13 +149,13 @@ func TestRunReloadsOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(`
+	write(fmt.Sprintf(`
 [[rule]]
 name = "first"
 secrets = ["binance/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get"]
-`)
+`, selfUID))
 	socket := filepath.Join(dir, "agent.sock")
 	l, err := agent.Listen(agent.ListenConfig{Path: socket, GID: -1})
 	if err != nil {
@@ -195,13 +202,13 @@ allow = ["get"]
 			}
 		}
 	}
-	write(`
+	write(fmt.Sprintf(`
 [[rule]]
 name = "second"
 secrets = ["binance/*", "okx/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get"]
-`)
+`, selfUID))
 	sighup()
 	if s, err := c.Get(ctx, "okx/exec"); err != nil || string(s.Bytes()) != accessSecrets["okx/exec"] {
 		t.Errorf("Get(okx/exec) after reload on the same connection = %v, %v; want the secret", s, err)
@@ -227,5 +234,65 @@ allow = ["get"]
 	}
 	if ev := <-events; ev != "stopping" {
 		t.Errorf("last event = %q, want stopping", ev)
+	}
+}
+
+// TestServeFromSoftHSM is the one agent test on a real PKCS #11 backend:
+// the others serve from the in-memory backend, since serving never
+// touches the backend once the cache is loaded. The whole daemon loads
+// envelopes whose data keys a SoftHSM key wrapped, serves them, and
+// reloads a rotated secret through the token. It skips without SoftHSM,
+// and fails then when KEYWARD_TEST_REQUIRE_HARDWARE=1.
+func TestServeFromSoftHSM(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.SoftHSMStore(t, accessSecrets)
+	const rotated = "binance-value-rotated-91e4"
+	logs, trailOut := &auditLog{}, &auditLog{}
+	trail := audit.New(trailOut, nil)
+	t.Cleanup(func() { // after the agent stopped
+		trail.Close(time.Second)
+		served := maps.Clone(accessSecrets)
+		served["binance/mm-prod@2"] = rotated
+		assertNoSecretLogged(t, trailOut.String()+logs.String(), served)
+	})
+	socket := filepath.Join(publicDir(t), "agent.sock")
+	stop := startRun(t, st, fmt.Sprintf(`
+[[rule]]
+name = "self"
+secrets = ["binance/*", "okx/*", "kraken/*"]
+users = ["%d"]
+allow = ["get", "list", "admin"]
+`, selfUID), socket, agent.RunConfig{Server: agent.Config{
+		Backend: "pkcs11",
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Audit:   trail,
+	}})
+	t.Cleanup(stop)
+
+	c, err := client.Dial(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for name, want := range accessSecrets {
+		if s, err := c.Get(ctx, name); err != nil || string(s.Bytes()) != want || s.Version != 1 {
+			t.Errorf("Get(%q) = %v, %v; want version 1 of the value put", name, s, err)
+		}
+	}
+	if status, err := c.Status(ctx); err != nil || !status.Healthy || status.Secrets != len(accessSecrets) || status.Backend != "pkcs11" {
+		t.Errorf("Status() = %+v, %v; want healthy, %d secrets, backend pkcs11", status, err, len(accessSecrets))
+	}
+
+	if _, err := st.Put(ctx, "binance/mm-prod", []byte(rotated), store.PutOptions{NewVersion: true, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Reload(ctx, "binance/mm-prod"); err != nil || v != 2 {
+		t.Fatalf("Reload() = %d, %v; want version 2 served", v, err)
+	}
+	if s, err := c.Get(ctx, "binance/mm-prod"); err != nil || string(s.Bytes()) != rotated || s.Version != 2 {
+		t.Errorf("Get(binance/mm-prod) after rotation = %v, %v; want version 2", s, err)
+	}
+	if s, err := c.GetVersion(ctx, "binance/mm-prod", 1); err != nil || string(s.Bytes()) != accessSecrets["binance/mm-prod"] {
+		t.Errorf("GetVersion(binance/mm-prod, 1) within its grace = %v, %v; want version 1", s, err)
 	}
 }

@@ -14,19 +14,21 @@ import (
 	"github.com/keyward/keyward/store/storetest"
 )
 
-const watchPolicy = `
+// watchPolicy lets the test process, by its uid, watch binance/* but
+// only get okx/*.
+var watchPolicy = fmt.Sprintf(`
 [[rule]]
 name = "self"
 secrets = ["binance/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get", "watch", "admin"]
 
 [[rule]]
 name = "get-only"
 secrets = ["okx/*"]
-users = ["0"]
+users = ["%[1]d"]
 allow = ["get"]
-`
+`, selfUID)
 
 func nextChange(t *testing.T, ch <-chan client.Change) client.Change {
 	t.Helper()
@@ -48,7 +50,7 @@ func nextChange(t *testing.T, ch <-chan client.Change) client.Change {
 func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1", "okx/exec": "x"})
+	st := storetest.MemStore(t, map[string]string{"binance/mm-prod": "v1", "okx/exec": "x"})
 	socket := filepath.Join(publicDir(t), "agent.sock")
 	stop := startRun(t, st, watchPolicy, socket, agent.RunConfig{})
 	defer func() { stop() }()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,13 +21,15 @@ import (
 	"github.com/keyward/keyward/store/storetest"
 )
 
-const testPolicy = `
+// testPolicy grants the test process, by its uid, binance/*: the client
+// tests run as any user.
+var testPolicy = fmt.Sprintf(`
 [[rule]]
 name = "self"
 secrets = ["binance/*"]
-users = ["0"]
+users = ["%d"]
 allow = ["get", "list"]
-`
+`, os.Getuid())
 
 // serveAgent runs an agent serving st on socket until the returned stop.
 func serveAgent(t *testing.T, st *store.Store, socket string) (stop func()) {
@@ -65,7 +68,7 @@ func serveAgent(t *testing.T, st *store.Store, socket string) (stop func()) {
 }
 
 func TestClient(t *testing.T) {
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret", "okx/hidden": "nope"})
+	st := storetest.MemStore(t, map[string]string{"binance/mm-prod": "v1-secret", "okx/hidden": "nope"})
 	socket := filepath.Join(t.TempDir(), "agent.sock")
 	serveAgent(t, st, socket)
 	ctx := context.Background()
@@ -116,7 +119,7 @@ func TestClient(t *testing.T) {
 // TestReconnectAfterRestart: a client keeps working across an agent
 // restart; requests while the agent is down fail with ErrUnavailable.
 func TestReconnectAfterRestart(t *testing.T) {
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
+	st := storetest.MemStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
 	socket := filepath.Join(t.TempDir(), "agent.sock")
 	stop := serveAgent(t, st, socket)
 	ctx := context.Background()
@@ -174,7 +177,7 @@ func TestContextDeadline(t *testing.T) {
 // TestNewSerialises: a Client over one caller-made connection serves
 // concurrent requests one at a time.
 func TestNewSerialises(t *testing.T) {
-	st := storetest.SoftHSMStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
+	st := storetest.MemStore(t, map[string]string{"binance/mm-prod": "v1-secret"})
 	socket := filepath.Join(t.TempDir(), "agent.sock")
 	serveAgent(t, st, socket)
 	conn, err := net.Dial("unix", socket)

@@ -3,7 +3,8 @@
 # what the tests need (apt packages, Go modules), then checks formatting,
 # runs go vet, the tests under the race detector with SoftHSM and the
 # software TPM required (a missing tool fails the run instead of skipping),
-# two short soaks of the agent through HSM faults, and a short run of
+# the load test the race detector skips without it, two short soaks of the
+# agent through HSM faults, and a short run of
 # every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,9 @@ go vet ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
+
+step "go test (load tests the race detector skips)"
+go test -count=1 -run '^TestConnectFloodDoesNotStarveOthers$' ./agent/
 
 # The agent as a real process through HSM faults (docs/operations.md,
 # "Soak test"); each run fails the suite on any failed check.

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"testing"
 
 	"github.com/keyward/keyward/store"
 )
@@ -62,3 +63,23 @@ func (m *MemBackend) KeyID() string { return m.id }
 
 // Close implements store.Backend.
 func (m *MemBackend) Close() error { return nil }
+
+// MemStore returns a store on a fresh [MemBackend] holding secrets, each
+// as version 1. It needs no hardware and no privilege: tests of what is
+// built on a store (the agent, the client) use it, and leave the backend
+// to the conformance suite and to one end-to-end test on SoftHSM.
+func MemStore(t testing.TB, secrets map[string]string) *store.Store {
+	t.Helper()
+	return putAll(t, NewStore(t, NewMemBackend()), secrets)
+}
+
+// putAll puts each of secrets into s as a new secret and returns s.
+func putAll(t testing.TB, s *store.Store, secrets map[string]string) *store.Store {
+	t.Helper()
+	for name, value := range secrets {
+		if _, err := s.Put(context.Background(), name, []byte(value), store.PutOptions{}); err != nil {
+			t.Fatalf("Put(%q) = %v", name, err)
+		}
+	}
+	return s
+}

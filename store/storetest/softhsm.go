@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 
@@ -50,11 +49,5 @@ func NewStore(t testing.TB, b store.Backend) *store.Store {
 func SoftHSMStore(t testing.TB, secrets map[string]string) *store.Store {
 	t.Helper()
 	b, _ := SoftHSMBackend(t)
-	s := NewStore(t, b)
-	for name, value := range secrets {
-		if _, err := s.Put(context.Background(), name, []byte(value), store.PutOptions{}); err != nil {
-			t.Fatalf("Put(%q) = %v", name, err)
-		}
-	}
-	return s
+	return putAll(t, NewStore(t, b), secrets)
 }
