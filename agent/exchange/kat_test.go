@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/hex"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +169,33 @@ func b64(t *testing.T, h string) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// TestProtocolSignExample: the signature in docs/protocol.md's worked Sign
+// example is what Sign produces.
+func TestProtocolSignExample(t *testing.T) {
+	k, err := NewKey(Credential{Exchange: Binance, KeyID: "demo-key", Secret: []byte(binanceDocSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse(Binance, &Request{Method: GET, Host: "api.binance.com", Path: "/api/v3/account"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Sign(k, p, time.UnixMilli(1767225600000), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "timestamp=1767225600000&recvWindow=10000&signature=145a2e794fb1e41426a0b66ac3bbd4623af4014549b9af44afa3c8015894fb05"
+	if string(s.Query) != want || len(s.Body) != 0 || s.Expires.UnixMilli() != 1767225610000 ||
+		len(s.Headers) != 1 || s.Headers[0].Name != "X-MBX-APIKEY" || string(s.Headers[0].Value) != "demo-key" {
+		t.Errorf("Sign = %+v, want query %q", s, want)
+	}
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), want) {
+		t.Error("docs/protocol.md's Sign example lacks the signed query")
+	}
 }
