@@ -136,6 +136,9 @@ func New(rw io.ReadWriter) (*Client, error) {
 			return nil, errors.New("the connection given to client.New is gone")
 		}
 		used = true
+		if d, ok := rw.(deadliner); ok {
+			return deadlineNopCloser{nopCloser{rw}, d}, nil
+		}
 		return nopCloser{rw}, nil
 	}}
 	cn, err := c.connect(context.Background())
@@ -149,6 +152,13 @@ func New(rw io.ReadWriter) (*Client, error) {
 type nopCloser struct{ io.ReadWriter }
 
 func (nopCloser) Close() error { return nil }
+
+// deadlineNopCloser keeps the deadlines of a connection given to New, so
+// that contexts bound its requests.
+type deadlineNopCloser struct {
+	nopCloser
+	deadliner
+}
 
 // Close closes the Client's idle connections. Requests in flight finish;
 // later ones fail with [ErrClosed].

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/policy"
+	"github.com/keyward/keyward/agent/wire"
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
@@ -208,5 +210,32 @@ func TestNewSerialises(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent Get on a client.New client: %v", err)
+	}
+}
+
+// TestNewHonoursDeadline: a Client over a caller-made connection bounds a
+// request by its context, as a dialled one does.
+func TestNewHonoursDeadline(t *testing.T) {
+	server, conn := net.Pipe()
+	defer server.Close()
+	go func() {
+		r := wire.NewReader(server, wire.MaxFrameSize)
+		if _, id, _, err := r.ReadFrame(); err == nil {
+			server.Write(wire.Marshal(id, &wire.HelloOK{Version: wire.Version1, Agent: "mute"}))
+		}
+		io.Copy(io.Discard, server) // and never answer again
+	}()
+	c, err := client.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Get(ctx, "binance/mm-prod"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get(mute agent) = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Get took %v with a 200ms deadline", d)
 	}
 }
