@@ -18,6 +18,18 @@
 // names are resolved to ids when the policy is parsed; an unknown name makes
 // the whole policy invalid.
 //
+// # Signing
+//
+// A rule that grants [OpSign] must name what it may sign: requests
+// (METHOD /path patterns), and optionally hosts, parameter names and
+// symbols (scope.go). The agent asks [Policy.Decide] for OpSign before it
+// reads the credential (may this caller sign anything with it?), then
+// [Policy.DecideSign] with the parsed request. A fund-movement parameter
+// passes only a rule whose params names it. [[budget]] tables (budget.go)
+// give each API key a request weight per window, shared by every caller;
+// [Policy.Charge] takes a request's weight, and [Policy.Inherit] carries
+// what was spent across a reload.
+//
 // # Failing closed
 //
 // [Parse] and [Load] refuse the whole file on any error: an unknown key, a
