@@ -43,16 +43,19 @@ func (n *nonces) next(key string, durable bool) (uint64, error) {
 	c := n.counter(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if durable && n.marks != nil && !c.loaded {
+		m, err := n.marks.NonceMark(key)
+		if err != nil {
+			return 0, err
+		}
+		// Every nonce issued before is below the mark: start at it.
+		c.mark, c.loaded = m, true
+		if m > 0 {
+			c.last = max(c.last, m-1)
+		}
+	}
 	v := max(c.last+1, uint64(max(n.now().UnixMilli(), 0)))
 	if durable && n.marks != nil {
-		if !c.loaded {
-			m, err := n.marks.NonceMark(key)
-			if err != nil {
-				return 0, err
-			}
-			c.mark, c.loaded = m, true
-		}
-		v = max(v, c.mark)
 		if v >= c.mark {
 			if err := n.marks.SetNonceMark(key, v+nonceAhead); err != nil {
 				return 0, err

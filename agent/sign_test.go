@@ -317,6 +317,11 @@ func TestKrakenNoncesAcrossCallersAndRestarts(t *testing.T) {
 	if slices.Min(second) <= slices.Max(first) {
 		t.Errorf("after the restart, nonce %d is not above %d issued before", slices.Min(second), slices.Max(first))
 	}
+	// With the clock still, the counter alone moves: consecutive values,
+	// the mark written once a minute of nonces, not at every signature.
+	if spread := slices.Max(first) - slices.Min(first); spread != callers*each-1 {
+		t.Errorf("first run's nonces span %d, want %d consecutive values", spread+1, callers*each)
+	}
 	if slices.Min(first) < uint64(signNow.UnixMilli()) {
 		t.Errorf("nonce %d is below the time in milliseconds, %d", slices.Min(first), signNow.UnixMilli())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +108,20 @@ func TestWatch(t *testing.T) {
 	if got := nextChange(t, changes); got.Version != 8 {
 		t.Fatalf("change after restart and rotation = %+v, want version 8", got)
 	}
-	cancel()
-	for range changes {
+
+	// The agent comes back with the watch permission revoked: the watch
+	// ends with ErrDenied instead of retrying for ever.
+	stop()
+	stop = startRun(t, st, strings.Replace(watchPolicy, `"get", "watch", "admin"`, `"get", "admin"`, 1), socket, agent.RunConfig{})
+	if got := nextChange(t, changes); !errors.Is(got.Err, client.ErrDenied) {
+		t.Fatalf("change after the permission was revoked = %+v, want ErrDenied", got)
+	}
+	select {
+	case extra, ok := <-changes:
+		if ok {
+			t.Fatalf("change after the end: %+v", extra)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch channel stayed open after ErrDenied")
 	}
 }

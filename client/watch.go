@@ -12,9 +12,14 @@ import (
 
 // A Change reports that a watched secret has a new current version;
 // Version 0 means it is no longer served. Fetch the value with Get.
+//
+// A Change with Err set is the last one before the channel closes: after
+// a reconnect the agent refused the subscription for good (ErrDenied: the
+// permission was revoked; ErrBadRequest), so retrying would not help.
 type Change struct {
 	Name    string
 	Version uint32
+	Err     error
 }
 
 // Watch subscribes to the names (the caller needs the watch permission on
@@ -24,7 +29,8 @@ type Change struct {
 // agent restarts: after a reconnect it reports the names whose version
 // differs from the last one it reported, so a trading process can
 // re-authenticate without restarting. The first subscription's error
-// (ErrDenied, ErrUnavailable, ...) is returned directly.
+// (ErrDenied, ErrUnavailable, ...) is returned directly; a later one that
+// retrying cannot cure ends the watch with a Change holding it.
 func (c *Client) Watch(ctx context.Context, names ...string) (<-chan Change, error) {
 	if len(names) < 1 || len(names) > wire.MaxWatch {
 		return nil, fmt.Errorf("%w: watch 1 to %d names, not %d", ErrBadRequest, wire.MaxWatch, len(names))
@@ -73,7 +79,7 @@ func (w *watcher) subscribe(ctx context.Context, report bool) (*conn, error) {
 	}
 	for i, n := range w.names {
 		if report && versions[i] != w.last[n] {
-			if !w.send(ctx, Change{n, versions[i]}) {
+			if !w.send(ctx, Change{Name: n, Version: versions[i]}) {
 				cn.close()
 				return nil, ctx.Err()
 			}
@@ -115,6 +121,10 @@ func (w *watcher) run(ctx context.Context, first *conn) {
 		if cn == nil {
 			var err error
 			if cn, err = w.subscribe(ctx, true); err != nil {
+				if errors.Is(err, ErrDenied) || errors.Is(err, ErrBadRequest) {
+					w.send(ctx, Change{Err: err})
+					return
+				}
 				select {
 				case <-time.After(backoff):
 				case <-ctx.Done():
@@ -142,7 +152,7 @@ func (w *watcher) run(ctx context.Context, first *conn) {
 		}
 		if ch.Version != w.last[ch.Name] {
 			w.last[ch.Name] = ch.Version
-			if !w.send(ctx, Change{ch.Name, ch.Version}) {
+			if !w.send(ctx, Change{Name: ch.Name, Version: ch.Version}) {
 				return
 			}
 		}

@@ -438,4 +438,18 @@ func TestDocsListEveryType(t *testing.T) {
 			t.Errorf("docs/protocol.md has no section %q", want)
 		}
 	}
+	// The bad-input table's range of unknown request types starts just
+	// after the last request type.
+	var last Type
+	for _, e := range types {
+		if e.t < 0x80 {
+			last = max(last, e.t)
+		}
+	}
+	if want := fmt.Sprintf("unknown type: `0x00`, `0x%02X`–`0x7F`", uint8(last)+1); !strings.Contains(string(spec), want) {
+		t.Errorf("docs/protocol.md's bad-input table does not say %q", want)
+	}
+	if want := fmt.Sprintf("> %d in a request", MaxRequestSize); !strings.Contains(string(spec), want) {
+		t.Errorf("docs/protocol.md's bad-input table does not say %q", want)
+	}
 }
