@@ -372,3 +372,16 @@ func TestPython(t *testing.T) {
 	runSuite(t, filepath.Join(dir, "tests"), []string{"PYTHONPATH=" + path, "PYTHONDONTWRITEBYTECODE=1"},
 		python, "-m", "unittest", "discover", "-v", "-s", ".", "-t", ".")
 }
+
+// TestNode runs the Node.js package's tests (js/test) against a live agent.
+func TestNode(t *testing.T) {
+	node := testenv.Require(t, "node")
+	if node == "" {
+		return
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSuite(t, dir, nil, node, "--test", "--test-reporter=spec", "test/")
+}
