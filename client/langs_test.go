@@ -3,6 +3,16 @@ package client_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,10 +60,62 @@ var langSecrets = map[string]string{
 	"other/hidden": "hidden@v1",
 }
 
+// langSignRules grant sign on the credentials of langCredentials, for
+// the requests the suites make (orders, cancels, balances, open orders,
+// WebSocket logins) and no withdrawal; and hmac on the plain secrets of
+// exchanges without a scheme. %[1]d is the test's uid.
+const langSignRules = `
+[[rule]]
+name = "binance"
+secrets = ["binance/*"]
+users = ["%[1]d"]
+allow = ["sign"]
+requests = ["GET /api/v3/account", "POST /api/v3/order", "DELETE /api/v3/order", "GET /api/v3/openOrders",
+	"POST /fapi/v1/order", "GET /fapi/v2/balance", "DELETE /fapi/v1/order",
+	"WS userDataStream.subscribe.signature", "WS session.logon"]
+
+[[rule]]
+name = "bybit"
+secrets = ["bybit/*"]
+users = ["%[1]d"]
+allow = ["sign"]
+requests = ["GET /v5/account/wallet-balance", "POST /v5/order/create", "POST /v5/order/cancel", "GET /v5/order/realtime", "WS login"]
+
+[[rule]]
+name = "okx"
+secrets = ["okx/*"]
+users = ["%[1]d"]
+allow = ["sign"]
+requests = ["GET /api/v5/account/balance", "POST /api/v5/trade/order", "POST /api/v5/trade/cancel-order",
+	"GET /api/v5/trade/orders-pending", "POST /api/v5/trade/batch-orders", "WS login"]
+
+[[rule]]
+name = "kraken"
+secrets = ["kraken/*"]
+users = ["%[1]d"]
+allow = ["sign"]
+requests = ["POST /0/private/Balance", "POST /0/private/AddOrder", "POST /0/private/CancelOrder",
+	"POST /0/private/OpenOrders", "POST /0/private/AddOrderBatch", "POST /0/private/GetWebSocketsToken"]
+
+[[rule]]
+name = "coinbase"
+secrets = ["coinbase/*"]
+users = ["%[1]d"]
+allow = ["sign"]
+requests = ["GET /api/v3/brokerage/accounts", "POST /api/v3/brokerage/orders", "POST /api/v3/brokerage/orders/batch_cancel",
+	"GET /api/v3/brokerage/orders/historical/batch", "WS login"]
+
+[[rule]]
+name = "generic"
+secrets = ["generic/*"]
+users = ["%[1]d"]
+allow = ["hmac"]
+`
+
 // langPolicies are the policies the suites switch between; the first
 // one, "default", is in force at start. %[1]d is the test's uid.
 var langPolicies = map[string]string{
-	"default": `
+	"default": langSignRules + `
 [[rule]]
 name = "apps"
 secrets = ["app/*"]
@@ -69,7 +131,7 @@ rate = 1.0
 burst = 1
 `,
 	// The watch permission revoked.
-	"revoked": `
+	"revoked": langSignRules + `
 [[rule]]
 name = "apps"
 secrets = ["app/*"]
@@ -78,14 +140,99 @@ allow = ["get", "list"]
 `,
 }
 
+// A langCredential is an exchange API credential of the suites. The agent
+// stores it; the suites read it from the file KEYWARD_TEST_CREDENTIALS
+// names, for the plain-ccxt side of their differential tests. Test keys,
+// made here.
+type langCredential struct {
+	Exchange string `json:"exchange"` // an exchange the agent signs for, or the ccxt id of another
+	APIKey   string `json:"apiKey"`
+	Secret   string `json:"secret"`
+	Password string `json:"password,omitempty"`
+	KeyType  string `json:"keyType,omitempty"` // empty: a plain secret, for the hmac operation
+}
+
+// langCredentials makes one credential of each exchange and key type the
+// agent signs with, and two plain secrets of exchanges it does not.
+func langCredentials(t *testing.T) map[string]langCredential {
+	t.Helper()
+	seed := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	pemOf := func(typ string, der []byte, err error) string {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	}
+	edDER, err := x509.MarshalPKCS8PrivateKey(ed25519.NewKeyFromSeed(seed("keyward binance ed25519")))
+	ed := pemOf("PRIVATE KEY", edDER, err)
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaDER, err := x509.MarshalPKCS8PrivateKey(rk)
+	rsaPEM := pemOf("PRIVATE KEY", rsaDER, err)
+	ec, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed("keyward coinbase ecdsa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalECPrivateKey(ec)
+	ecPEM := pemOf("EC PRIVATE KEY", ecDER, err)
+	cbEd := base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(seed("keyward coinbase ed25519")))
+	const cbName = "organizations/3f2a3b4c-0000-4000-8000-000000000001/apiKeys/9d8e7f6a-0000-4000-8000-000000000002"
+	return map[string]langCredential{
+		"binance/hmac":     {"binance", "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A", "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j", "", "hmac"},
+		"binance/ed25519":  {"binance", "4yNzx3yWC5bS6YTwEkSRaC0nRmSQIIStAUOh1b6kqaBrTLIhjCpI5lJH8q8R8WNO", ed, "", "ed25519"},
+		"binance/rsa":      {"binance", "CAvIjXy3F44yW6Pou5k8Dy1swsYDWJZLeoK2r8G4cFDnE9nosRppc2eKc1T8TRTQ", rsaPEM, "", "rsa"},
+		"bybit/hmac":       {"bybit", "XXXXXXXXXXXXXXXXXX", "YYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY", "", "hmac"},
+		"bybit/rsa":        {"bybit", "bybitRSAkey0001", rsaPEM, "", "rsa"},
+		"okx/main":         {"okx", "985d5b66-57ce-40fb-b714-afc0b9787083", "9B8F1B8A0C8A4D7E8F6A5B4C3D2E1F00", "Pass-phrase.1", "hmac"},
+		"kraken/main":      {"kraken", "krakenPublicKey+abc/def=", "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==", "", "hmac"},
+		"coinbase/ecdsa":   {"coinbase", cbName, ecPEM, "", "ecdsa-p256"},
+		"coinbase/ed25519": {"coinbase", "9d8e7f6a-0000-4000-8000-000000000003", cbEd, "", "ed25519"},
+		"generic/kucoin":   {"kucoin", "6512a0f4c1b2d30001a2b3c4", "7a2b3c4d-0000-4e5f-8a9b-0123456789ab", "kucoin-pass", ""},
+		"generic/gate":     {"gate", "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "", ""},
+	}
+}
+
+// putCredentials stores creds and writes them to a file only this user may
+// read, whose path it returns.
+func putCredentials(t *testing.T, st *store.Store, creds map[string]langCredential) string {
+	t.Helper()
+	ctx := context.Background()
+	for name, c := range creds {
+		value, opts := []byte(c.Secret), store.PutOptions{}
+		if c.KeyType != "" {
+			opts.Credential = &store.CredentialInfo{Exchange: c.Exchange, KeyID: c.APIKey, KeyType: c.KeyType}
+			if c.Password != "" {
+				value = []byte(c.Secret + "\n" + c.Password)
+			}
+		}
+		if _, err := st.Put(ctx, name, value, opts); err != nil {
+			t.Fatalf("Put(%q) = %v", name, err)
+		}
+	}
+	b, err := json.Marshal(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // langAgent is the agent a language suite runs against.
 type langAgent struct {
-	t        *testing.T
-	st       *store.Store
-	fault    *testenv.FaultPKCS11
-	socket   string
-	policies map[string]*policy.Policy
-	clock    atomic.Int64 // Unix milliseconds the agent's clock is pinned to; 0: real time
+	t      *testing.T
+	st     *store.Store
+	token  *hsm.Token
+	fault  *testenv.FaultPKCS11
+	socket string
+	// credentials is the file of langCredentials the suites read.
+	credentials string
+	policies    map[string]*policy.Policy
+	clock       atomic.Int64 // Unix milliseconds the agent's clock is pinned to; 0: real time
 
 	mu    sync.Mutex // guards what follows, and serialises control commands
 	pol   *policy.Policy
@@ -135,8 +282,8 @@ func startLangAgent(t *testing.T) *langAgent {
 		t.Fatal(err)
 	}
 
-	a := &langAgent{t: t, st: st, fault: fault, socket: filepath.Join(t.TempDir(), "agent.sock"),
-		policies: map[string]*policy.Policy{}}
+	a := &langAgent{t: t, st: st, token: b, fault: fault, socket: filepath.Join(t.TempDir(), "agent.sock"),
+		policies: map[string]*policy.Policy{}, credentials: putCredentials(t, st, langCredentials(t))}
 	for name, text := range langPolicies {
 		p, err := policy.Parse([]byte(fmt.Sprintf(text, os.Getuid())))
 		if err != nil {
@@ -285,15 +432,33 @@ func (a *langAgent) reload(outage bool) error {
 	}
 	if outage {
 		a.fault.Set(testenv.FaultDeviceError)
-		defer a.fault.Set(testenv.FaultPass)
 	}
 	cache, _, err := agent.LoadCache(context.Background(), a.st, a.cache)
+	if outage {
+		a.fault.Set(testenv.FaultPass)
+		err = errors.Join(err, a.recovered())
+	}
 	if err != nil {
 		return err
 	}
 	a.srv.SetCache(cache)
 	a.cache = cache
 	return nil
+}
+
+// recovered waits for the token to come back after an outage, as the
+// agent's health check would bring it back, so that what follows (a
+// restart) finds it working.
+func (a *langAgent) recovered() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		err := a.token.Healthy(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // serveControl answers control commands on a socket until the test ends.
@@ -342,7 +507,8 @@ func runSuite(t *testing.T, dir string, env []string, name string, args ...strin
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append(env, "KEYWARD_SOCKET="+a.socket, "KEYWARD_TEST_CONTROL="+control)...)
+	cmd.Env = append(os.Environ(), append(env, "KEYWARD_SOCKET="+a.socket, "KEYWARD_TEST_CONTROL="+control,
+		"KEYWARD_TEST_CREDENTIALS="+a.credentials)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)

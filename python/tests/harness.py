@@ -78,3 +78,9 @@ def control(command):
     if answer != "ok" and not answer.startswith("ok "):
         raise AssertionError("control %r: %s" % (command, answer))
     return answer[3:]
+
+
+def credentials():
+    """The test credentials the agent holds (client/langs_test.go)."""
+    with open(os.environ["KEYWARD_TEST_CREDENTIALS"], encoding="utf-8") as f:
+        return json.load(f)
