@@ -317,7 +317,7 @@ func (a *langAgent) start(prev *agent.Cache) error {
 	if err != nil {
 		return err
 	}
-	srv, err := agent.New(agent.Config{Policy: a.pol, Backend: "pkcs11", Agent: "keyward test",
+	srv, err := agent.New(agent.Config{Policy: a.pol, Store: a.st, Backend: "pkcs11", Agent: "keyward test",
 		Logger: slog.New(slog.DiscardHandler), Now: a.now})
 	if err != nil {
 		return err

@@ -159,3 +159,26 @@ export namespace wire {
 	function encode(type: string, id: number, fields: Record<string, unknown>): Buffer;
 	function decode(frame: Buffer): [string, number, Record<string, unknown>];
 }
+
+export interface AttachOptions {
+	/** The client to sign through; default: Client.connect(). */
+	client?: Client;
+	/** For an exchange without a keyward scheme: its API key id (public). */
+	apiKey?: string;
+	/** For an exchange without a keyward scheme that has one: its password or passphrase. */
+	password?: string;
+}
+
+/** What a ccxt exchange holds instead of the secret once attached. */
+export const PLACEHOLDER: string;
+
+/** The request could not be signed as ccxt built it, and was not sent. */
+export class AttachError extends KeywardError {}
+
+/**
+ * Attaches a ccxt exchange object (REST or ccxt.pro) to the agent: every
+ * private request it builds is signed through the agent with the
+ * credential name, and the object never holds the secret. Resolves to the
+ * same object.
+ */
+export function attach<T extends object>(exchange: T, name: string, opts?: AttachOptions): Promise<T>;

@@ -7,4 +7,5 @@ export {
 	KeywardError, AgentError, NotFound, Denied, Expired, Unavailable, BadRequest, RateLimited, InternalError,
 	ProtocolError, ClientClosed,
 } from './lib/errors.js';
+export { attach, AttachError, PLACEHOLDER } from './lib/ccxt.js';
 export * as wire from './lib/wire.js';
