@@ -2,6 +2,7 @@
 against damaged frames."""
 
 import ast
+import os
 import struct
 import unittest
 from pathlib import Path
@@ -72,6 +73,15 @@ class VectorTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             wire.encode("get", 1, {"name": "n" * 256, "version": 0})
 
+
+class PackageTest(unittest.TestCase):
+    def test_imported_from(self):
+        """scripts/test.sh tests the wheel it built and installed there."""
+        where = os.environ.get("KEYWARD_TEST_PYTHONPATH")
+        if not where:
+            self.skipTest("testing the package in python/")
+        self.assertTrue(Path(keyward.__file__).resolve().is_relative_to(Path(where).resolve()), keyward.__file__)
+        self.assertTrue((Path(keyward.__file__).parent / "py.typed").exists())
 
 class SyntaxTest(unittest.TestCase):
     def test_python_3_9(self):
