@@ -45,6 +45,9 @@ const FAMILIES = {
 // query or body and the agent puts back.
 const AUTH_PARAMS = { binance: ['timestamp', 'recvWindow', 'signature'], kraken: ['nonce'] };
 
+// attached marks an exchange object attach has wrapped.
+const attached = Symbol('keyward.attached');
+
 /** An error of attach: the request could not be signed as ccxt built it, and was not sent. */
 export class AttachError extends KeywardError {}
 
@@ -332,6 +335,12 @@ async function mapStrings(v, f) {
  * @param opts { client: a keyward Client (default: Client.connect()), apiKey, password }
  */
 export async function attach(exchange, name, opts = {}) {
+	if (exchange[attached]) {
+		throw new TypeError(`${exchange.id} is attached already`);
+	}
+	if (exchange.secret && exchange.secret !== PLACEHOLDER) {
+		throw new TypeError(`${exchange.id} was given its secret: make it without one, and the agent signs for it`);
+	}
 	const client = opts.client ?? await Client.connect();
 	const family = FAMILIES[exchange.id];
 	if (family) {
@@ -353,6 +362,7 @@ export async function attach(exchange, name, opts = {}) {
 		}
 	}
 	exchange.secret = PLACEHOLDER;
+	exchange[attached] = true;
 
 	const marks = new Marks();
 	const hmac = exchange.hmac;

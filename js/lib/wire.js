@@ -116,27 +116,27 @@ function mask(bits) {
 	};
 }
 
-const u64 = {
-	encode(e, v, field) {
-		const b = Buffer.alloc(8);
-		b.writeBigUInt64BE(BigInt(v));
-		e.push(b);
-	},
-	decode(d, field) {
-		return d.take(8, field).readBigUInt64BE(0);
-	},
-};
+// wide is a 64-bit integer, unsigned or signed: a BigInt.
+function wide(signed) {
+	return {
+		encode(e, v) {
+			const b = Buffer.alloc(8);
+			if (signed) {
+				b.writeBigInt64BE(BigInt(v));
+			} else {
+				b.writeBigUInt64BE(BigInt(v));
+			}
+			e.push(b);
+		},
+		decode(d, field) {
+			const p = d.take(8, field);
+			return signed ? p.readBigInt64BE(0) : p.readBigUInt64BE(0);
+		},
+	};
+}
 
-const i64 = {
-	encode(e, v, field) {
-		const b = Buffer.alloc(8);
-		b.writeBigInt64BE(BigInt(v));
-		e.push(b);
-	},
-	decode(d, field) {
-		return d.take(8, field).readBigInt64BE(0);
-	},
-};
+const u64 = wide(false);
+const i64 = wide(true);
 
 const bool = {
 	encode(e, v) {

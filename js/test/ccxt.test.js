@@ -227,6 +227,12 @@ describe('what the policy does not allow is never sent', live(), () => {
 		});
 	}
 
+	test('an exchange given its secret, or attached twice, is refused', async () => {
+		await assert.rejects(attach(new ccxt.binance({ apiKey: 'k', secret: 's' }), 'binance/hmac', { client }), /was given its secret/);
+		const ex = await attach(new ccxt.binance(), 'binance/hmac', { client });
+		await assert.rejects(attach(ex, 'binance/hmac', { client }), /attached already/);
+	});
+
 	test('a credential of another exchange is refused at attach', async () => {
 		await assert.rejects(attach(new ccxt.okx(), 'binance/hmac', { client }), /binance credential; okx needs a okx one/);
 	});

@@ -40,9 +40,10 @@ def dial(path: str, deadline: Optional[float]) -> socket.socket:
     would wait."""
     wait = 50e-6
     while True:
+        timeout = _remaining(deadline)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s.settimeout(_remaining(deadline))
+            s.settimeout(timeout)
             s.connect(path)
             return s
         except OSError as e:
