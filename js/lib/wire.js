@@ -8,8 +8,8 @@
 // trailing byte, a count or flag out of range throw a ProtocolError.
 //
 // Byte fields decode to Buffers of their own (never views of the frame),
-// which can be zeroed; strings decode as UTF-8. u64 and i64 fields are
-// BigInts.
+// which can be zeroed; strings decode as UTF-8, and a string that is not
+// UTF-8 is refused. u64 and i64 fields are BigInts.
 
 import { ProtocolError } from './errors.js';
 
@@ -166,6 +166,12 @@ function getLength(d, width, limit, field) {
 	return n;
 }
 
+// Strings are UTF-8 in this client: a string that is not (which the agent
+// never sends: its names are ASCII, its messages UTF-8) is refused rather
+// than changed, so that every frame that decodes re-encodes to the same
+// bytes.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 function str(width, limit) {
 	return {
 		encode(e, v, field) {
@@ -174,7 +180,12 @@ function str(width, limit) {
 			e.push(b);
 		},
 		decode(d, field) {
-			return d.take(getLength(d, width, limit, field), field).toString('utf8');
+			const b = d.take(getLength(d, width, limit, field), field);
+			try {
+				return utf8.decode(b);
+			} catch {
+				throw d.fail(`${field} is not UTF-8`);
+			}
 		},
 	};
 }

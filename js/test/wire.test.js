@@ -58,6 +58,46 @@ test('invalid frames say why', () => {
 	}
 });
 
+// A small seeded generator, so a failure can be replayed.
+function random(seed) {
+	let x = seed;
+	return (n) => {
+		x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+		return (x >>> 8) % n;
+	};
+}
+
+test('damaged copies either round-trip or throw ProtocolError', () => {
+	const rnd = random(11);
+	const frames = vectors().map((v) => v.frame);
+	let decoded = 0;
+	for (let n = 0; n < 20000; n++) {
+		const f = [...frames[rnd(frames.length)]];
+		for (let k = 1 + rnd(3); k > 0; k--) {
+			const i = rnd(f.length);
+			switch (rnd(3)) {
+			case 0: f[i] = rnd(256); break;
+			case 1: f.splice(i, 0, rnd(256)); break;
+			default: if (f.length > 1) f.splice(i, 1);
+			}
+		}
+		const b = Buffer.from(f);
+		if (rnd(10) < 7 && b.length >= 4) {
+			b.writeUInt32BE(b.length - 4, 0);
+		}
+		let got;
+		try {
+			got = wire.decode(b);
+		} catch (e) {
+			assert.ok(e instanceof ProtocolError, `${b.toString('hex')}: ${e}`);
+			continue;
+		}
+		decoded++;
+		assert.deepEqual(wire.encode(got[0], got[1], got[2]), b, b.toString('hex'));
+	}
+	assert.ok(decoded > 1000, `${decoded} decoded`);
+});
+
 test('limits', () => {
 	const big = { name: 's'.repeat(255), version: 1, expires: 0n, value: Buffer.alloc(wire.MAX_SECRET_SIZE, 0xa5) };
 	assert.deepEqual(wire.decode(wire.encode('secret', 1, big))[2], big);

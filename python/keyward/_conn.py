@@ -40,18 +40,18 @@ def dial(path: str, deadline: Optional[float]) -> socket.socket:
     would wait."""
     wait = 50e-6
     while True:
-        timeout = _remaining(deadline)
+        left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s.settimeout(timeout)
+            s.settimeout(left)
             s.connect(path)
             return s
         except OSError as e:
             s.close()
             if e.errno != errno.EAGAIN:
                 raise Unavailable("cannot connect to the agent at %s: %s" % (path, e.strerror or e), 4) from None
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise Unavailable("the agent at %s is too busy to accept a connection" % path, 4) from None
+        if deadline is not None and time.monotonic() + wait > deadline:
+            raise Unavailable("the agent at %s is too busy to accept a connection" % path, 4)
         time.sleep(wait)
         wait = min(2 * wait, 0.02)
 

@@ -165,15 +165,20 @@ class ClientTest(unittest.TestCase):
 
 class FakeAgent:
     """A socket that answers Hello, then each request with the frame
-    given: the client's handling of answers the real agent does not send."""
+    given: the client's handling of answers the real agent does not send.
+    It accepts connections once started."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, backlog=4, start=True):
         self.dir = tempfile.mkdtemp()
         self.path = os.path.join(self.dir, "fake.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
-        self.sock.listen(4)
+        self.sock.listen(backlog)
         self.answer = answer
+        if start:
+            self.start()
+
+    def start(self):
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
@@ -240,6 +245,19 @@ class AnswersTest(unittest.TestCase):
         ]:
             with self.subTest(why):
                 self.check(answer, keyward.ProtocolError)
+
+    def test_busy_agent(self):
+        """A connect that finds the agent's backlog full (EAGAIN) is tried
+        again until the agent accepts it, or the timeout."""
+        fake = FakeAgent(None, backlog=0, start=False)
+        self.addCleanup(fake.close)
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(filler.close)
+        filler.connect(fake.path)  # the backlog is full now
+        with self.assertRaisesRegex(keyward.Unavailable, "too busy"):
+            keyward.Client(fake.path, timeout=0.2)
+        threading.Timer(0.1, fake.start).start()
+        keyward.Client(fake.path, timeout=10).close()
 
     def test_timeout(self):
         self.check(None, keyward.Unavailable, timeout=0.2)  # never answers
