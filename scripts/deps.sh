@@ -38,3 +38,16 @@ install_js_deps() {
 	echo "installing ccxt for the exchange tests: npm ci in js/"
 	(cd js && npm ci --ignore-scripts --no-audit --no-fund)
 }
+
+# install_python_deps installs what the Python package's build and tests
+# need from Debian (never PyPI): python3, and setuptools, wheel and pip to
+# build its wheel with Debian's python3 (/usr/bin/python3, whatever else
+# is on PATH) without build isolation.
+install_python_deps() {
+	local sudo=""
+	/usr/bin/python3 -c 'import setuptools, wheel, pip' 2>/dev/null && return 0
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	echo "installing: python3 python3-setuptools python3-wheel python3-pip"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 python3-setuptools python3-wheel python3-pip >/dev/null
+}

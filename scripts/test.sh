@@ -14,6 +14,7 @@ export PATH="$PATH:/usr/local/go/bin"
 . scripts/deps.sh
 install_deps
 install_js_deps
+install_python_deps
 
 export KEYWARD_TEST_REQUIRE_HARDWARE=1
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
@@ -33,7 +34,21 @@ fi
 step "go vet"
 go vet ./...
 
-step "go test -race"
+step "python wheel"
+# Built from a copy (setuptools writes build/ and egg-info beside the
+# sources) with Debian's python3 and setuptools, then installed into a
+# directory of its own: client/langs_test.go's TestPython tests the
+# installed package (with the python3 on PATH), not the source tree.
+export PIP_ROOT_USER_ACTION=ignore # pip as root, into a directory of its own
+pydir=$(mktemp -d)
+trap 'rm -rf "$pydir"' EXIT
+cp -r python "$pydir/src"
+/usr/bin/python3 -m pip wheel -q --no-build-isolation --no-deps --no-index -w "$pydir/dist" "$pydir/src"
+/usr/bin/python3 -m pip install -q --no-deps --no-index --target "$pydir/site" "$pydir"/dist/keyward-*.whl
+test -f "$pydir/site/keyward/py.typed"
+export KEYWARD_TEST_PYTHONPATH="$pydir/site"
+
+step "go test -race (with the Python and Node.js suites, client/langs_test.go)"
 go test -race -count=1 -timeout 15m ./...
 
 step "go test (load tests the race detector skips)"
