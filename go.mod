@@ -3,12 +3,14 @@ module github.com/keyward/keyward
 go 1.26.0
 
 require (
+	filippo.io/age v1.3.2
 	github.com/BurntSushi/toml v1.6.0
 	github.com/cloudflare/circl v1.6.5
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/google/go-tpm v0.9.8
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/crypto v0.55.0
 	golang.org/x/sys v0.49.0
 )
 
@@ -16,11 +18,12 @@ require (
 require github.com/rogpeppe/go-internal v1.16.0
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	filippo.io/hpke v0.4.0 // indirect
 	github.com/bwesterb/go-ristretto v1.2.4 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/google/go-tpm-tools v0.4.10 // indirect; the TPM simulator of package tpm's tests
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	golang.org/x/crypto v0.54.0 // test only: the ssh-agent baseline of agent.BenchmarkSign
-	golang.org/x/tools v0.26.0 // indirect
+	golang.org/x/tools v0.49.0 // indirect
 )

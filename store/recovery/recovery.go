@@ -13,6 +13,15 @@
 // [Combine] recovers the [PrivateKey] from k shares and [OpenKey] opens what
 // was sealed.
 //
+// A fleet kit is the same kit made on a workstation for many hosts: its
+// public half travels as text ([Kit.MarshalPublic], [ParsePublic]) to the
+// hosts, which seal their data keys to it; its shares are encrypted with
+// age to each custodian's age or SSH public key ([ParseRecipient],
+// [Share.Encrypt]) instead of being printed. At restore, custodians
+// encrypt their share again to a one-time [RestoreKey] that exists only
+// in the restoring process, and [ReadShares] reads shares in clear and
+// encrypted alike.
+//
 // # Cryptography
 //
 //   - HPKE (RFC 9180) base mode, single shot, from crypto/hpke: KEM
@@ -26,6 +35,11 @@
 //   - Shamir's secret sharing over the Ristretto255 scalar field, from
 //     github.com/cloudflare/circl/secretsharing (constant time for this
 //     group). Share i is the random degree k-1 polynomial evaluated at i.
+//   - Shares for custodians: age (filippo.io/age) to an X25519, hybrid
+//     post-quantum (ML-KEM-768 + X25519) or SSH ed25519/RSA recipient,
+//     ASCII-armored. A share's protection in transit is that of the key
+//     it is encrypted to: a custodian with a classic key gets no
+//     post-quantum protection for their share.
 //
 // # Limits
 //
