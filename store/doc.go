@@ -13,7 +13,9 @@
 //	binance+mm-prod@3.kwe       an envelope (envelope.go, docs/envelope.md): header + ciphertext;
 //	                            '/' in a name is '+', the version follows '@'
 //	binance+mm-prod@3.kwe.kwr   its data key sealed to the recovery kit (recoverykit.go)
+//	binance+mm-prod@3.kwe.kwf   its data key sealed to the fleet recovery kit
 //	recovery.kit                the kit's public part; recovery.kit.binding: its hash, wrapped by the backend
+//	fleet.kit                   the fleet kit the .kwf files are sealed to (the configuration names it)
 //	root-key, tpm-store-key     key records (keyfile.go): which root key the envelopes are under
 //	nonces/                     nonce marks (nonce.go): per API key, above every nonce the agent issued
 //	.lock                       the flock every writer takes
@@ -35,7 +37,8 @@
 // unreadable to the agent.
 //
 // A change to many files — every envelope re-wrapped (Rewrap, RewrapTo),
-// restored (Restore), a recovery kit made (InitRecovery) — is one
+// restored (Restore), a recovery kit made (InitRecovery) or a fleet kit
+// adopted (AdoptFleetKit) — is one
 // transaction: the new files are written beside the old as .next, then the
 // commit marker, then each .next renamed over its file. Killed before the
 // marker, the old store stands (the .next files go at the next lock);
@@ -61,7 +64,7 @@
 //	lifecycle.go   Secrets, SecretInfo, VersionInfo, State, Prune
 //	rewrap.go      transactions: Rewrap, RewrapTo, FinishPending
 //	keyfile.go     key records
-//	recoverykit.go the recovery kit: InitRecovery, Kit, Restore
+//	recoverykit.go the recovery kits: InitRecovery, Kit, AdoptFleetKit, RecoveryKit, Restore
 //	nonce.go       NonceMark, SetNonceMark: exchange nonces that grow across restarts
 //	secret.go      Secret: plaintext in locked memory
 //	host.go        the host binding

@@ -242,7 +242,7 @@ func (s *Store) Prune(now time.Time, only func(name string) bool) ([]Pruned, err
 			if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(sec.Name, v.Version))); err != nil {
 				return pruned, err
 			}
-			os.Remove(filepath.Join(s.cfg.Dir, sidecarName(sec.Name, v.Version)))
+			s.removeSidecars(sec.Name, v.Version)
 			pruned = append(pruned, Pruned{sec.Name, v.Version, v.Until})
 		}
 	}

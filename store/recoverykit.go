@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/keyward/keyward/store/recovery"
 )
@@ -19,10 +21,19 @@ import (
 // someone else's, and every data key is also sealed to it, in a sidecar
 // file per envelope (NAME@VERSION.kwe.kwr). The kit's private key exists only
 // as shares held by custodians.
+//
+// A fleet kit (docs/recovery.md) is named by the configuration, which is
+// what makes it trusted; the store records which one its data keys are
+// sealed to (fleet.kit, a copy of the kit) and keeps them in a sidecar
+// of their own (NAME@VERSION.kwe.kwf). A host with both seals to both,
+// and either kit restores it.
 const (
 	kitFile    = "recovery.kit"
 	kitBinding = "recovery.kit.binding" // the kit's SHA-256, wrapped by the backend
 	sidecarExt = ".kwr"
+
+	fleetKitFile    = "fleet.kit"
+	fleetSidecarExt = ".kwf"
 )
 
 var (
@@ -39,6 +50,10 @@ func recoveryInfo(h *Header) []byte {
 }
 
 func sidecarName(name string, version uint32) string { return fileName(name, version) + sidecarExt }
+
+func fleetSidecarName(name string, version uint32) string {
+	return fileName(name, version) + fleetSidecarExt
+}
 
 // Kit returns the store's recovery kit after checking, through the
 // backend, that it is the kit this store was given; nil if there is none.
@@ -61,17 +76,6 @@ func (s *Store) Kit(ctx context.Context) (*recovery.Kit, error) {
 		return nil, fmt.Errorf("%w: the recovery kit file %s was replaced; restore it from a backup", ErrIntegrity, kitFile)
 	}
 	return kit, nil
-}
-
-// KitUnverified returns the store's recovery kit without checking its
-// binding, for a restore, when the backend that bound it is gone. Combine
-// checks that the shares match it. It returns ErrNoKit if there is none.
-func (s *Store) KitUnverified() (*recovery.Kit, error) {
-	kit, _, err := s.readKit()
-	if err == nil && kit == nil {
-		err = ErrNoKit
-	}
-	return kit, err
 }
 
 func (s *Store) readKit() (*recovery.Kit, []byte, error) {
@@ -129,13 +133,99 @@ func (s *Store) InitRecovery(ctx context.Context, kit *recovery.Kit, replace boo
 	return len(envs), nil
 }
 
-// sealToKit writes e's data key, sealed to kit, beside e.
-func (s *Store) sealToKit(ctx context.Context, kit *recovery.Kit, e *Envelope) error {
-	sealed, err := s.sealedToKit(ctx, kit, e)
+// sealToKits writes e's data key, sealed to the store's recovery kit and
+// to the configured fleet kit, beside e. The caller holds the lock.
+func (s *Store) sealToKits(ctx context.Context, e *Envelope) error {
+	kit, err := s.Kit(ctx)
 	if err != nil {
 		return err
 	}
-	return writeReplace(s.cfg.Dir, sidecarName(e.Name, e.Version), sealed)
+	if kit != nil {
+		sealed, err := s.sealedToKit(ctx, kit, e)
+		if err != nil {
+			return fmt.Errorf("failed to seal it to the recovery kit: %w", err)
+		}
+		if err := writeReplace(s.cfg.Dir, sidecarName(e.Name, e.Version), sealed); err != nil {
+			return err
+		}
+	}
+	if s.cfg.FleetKit == nil {
+		return nil
+	}
+	if _, err := s.adoptFleetKit(ctx); err != nil {
+		return err
+	}
+	sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
+	if err != nil {
+		return fmt.Errorf("failed to seal it to the fleet recovery kit: %w", err)
+	}
+	return writeReplace(s.cfg.Dir, fleetSidecarName(e.Name, e.Version), sealed)
+}
+
+// removeSidecars removes the data keys of a version sealed to the kits.
+func (s *Store) removeSidecars(name string, version uint32) {
+	os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, version)))
+	os.Remove(filepath.Join(s.cfg.Dir, fleetSidecarName(name, version)))
+}
+
+// AdoptFleetKit seals every data key to the configured fleet kit
+// ([Config.FleetKit]) unless the store's keys are sealed to it already,
+// and records it, in one transaction. It returns the number of data keys
+// it sealed: 0 when there is no fleet kit or nothing to do. Put does it
+// before its first seal to a new fleet kit; the agent does it at start,
+// so that secrets put before the host was given the kit are covered.
+func (s *Store) AdoptFleetKit(ctx context.Context) (int, error) {
+	if s.cfg.FleetKit == nil {
+		return 0, nil
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return s.adoptFleetKit(ctx)
+}
+
+// adoptFleetKit is AdoptFleetKit under the lock.
+func (s *Store) adoptFleetKit(ctx context.Context) (int, error) {
+	raw := s.cfg.FleetKit.Marshal()
+	have, err := os.ReadFile(filepath.Join(s.cfg.Dir, fleetKitFile))
+	if err == nil && bytes.Equal(have, raw) {
+		return 0, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	envs, _, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	extra := make(map[string][]byte, len(envs)+1)
+	for _, e := range envs {
+		sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
+		if err != nil {
+			return 0, fmt.Errorf("failed to seal %s version %d to fleet recovery kit %s: %w", e.Name, e.Version, s.cfg.FleetKit.ID, err)
+		}
+		extra[fleetSidecarName(e.Name, e.Version)] = sealed
+	}
+	extra[fleetKitFile] = raw
+	if _, err := s.replaceAllWith(ctx, nil, extra); err != nil {
+		return 0, fmt.Errorf("failed to adopt fleet recovery kit %s: %w", s.cfg.FleetKit.ID, err)
+	}
+	return len(envs), nil
+}
+
+// readFleetKit returns the fleet kit the store's data keys are sealed
+// to, nil if none.
+func (s *Store) readFleetKit() (*recovery.Kit, error) {
+	raw, err := os.ReadFile(filepath.Join(s.cfg.Dir, fleetKitFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return recovery.ParseKit(raw)
 }
 
 // sealedToKit returns e's data key sealed to kit.
@@ -148,53 +238,218 @@ func (s *Store) sealedToKit(ctx context.Context, kit *recovery.Kit, e *Envelope)
 	return recovery.SealKey(kit, dataKey, recoveryInfo(&e.Header))
 }
 
-// Restore re-wraps every data key to the store's current backend (a new
-// HSM key, a new TPM, a new PCR state) with the data keys opened by the
-// recovery kit's private key, rebuilt from custodians' shares. All
-// envelopes, and the key records that make the store open with the new
-// backend (a new TPM store key), are replaced in one transaction. It
-// returns how many envelopes.
-func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey, records map[string][]byte) (int, error) {
+// A RestoreResult says what [Store.Restore] did.
+type RestoreResult struct {
+	// Envelopes is how many envelopes were restored.
+	Envelopes int
+	// Kit is the id of the kit whose private key restored them.
+	Kit string
+	// Dropped lists the ids of recovery kits the store held that this
+	// restore could not verify (the shares were of another kit, and the
+	// backend that bound them is gone): they were removed with their
+	// sealed keys rather than bound to the new backend. Make a new host
+	// kit with keyward recovery init.
+	Dropped []string
+}
+
+// RecoveryKit returns the store's recovery kit with the id id (the kit
+// id written on the shares): the host's own kit or the fleet kit its data
+// keys are sealed to. Neither is verified: the backend that bound the
+// host kit may be gone; [recovery.Combine] checks that the shares rebuild
+// it. It returns an error wrapping [ErrNoKit], naming the kits there are,
+// when the store has no such kit.
+func (s *Store) RecoveryKit(id string) (*recovery.Kit, error) {
+	host, _, err := s.readKit()
+	if err != nil {
+		return nil, err
+	}
+	fleet, err := s.readFleetKit()
+	if err != nil {
+		return nil, err
+	}
+	var have []string
+	for _, k := range []struct {
+		kit  *recovery.Kit
+		what string
+	}{{host, "host kit"}, {fleet, "fleet kit"}} {
+		if k.kit == nil {
+			continue
+		}
+		if k.kit.ID == id {
+			return k.kit, nil
+		}
+		have = append(have, k.what+" "+k.kit.ID)
+	}
+	if len(have) == 0 {
+		return nil, fmt.Errorf("%w: no data key was sealed to any recovery kit", ErrNoKit)
+	}
+	return nil, fmt.Errorf("%w %s: the store's data keys are sealed to %s", ErrNoKit, id, strings.Join(have, " and "))
+}
+
+// Restore opens every data key with the recovery kit's private key,
+// rebuilt from custodians' shares, and re-wraps it to the store's current
+// backend (a new HSM key, a new TPM, a new PCR state). Each envelope is
+// re-bound to this host ([Config.Host]): restored onto replacement
+// hardware, with a new machine id, it is served there. Its data key is
+// sealed again to the kits the store keeps: the kit restored with, the
+// configured fleet kit ([Config.FleetKit]); a kit the shares do not
+// verify is dropped (see [RestoreResult]).
+//
+// Every new envelope is opened with the backend on this host before the
+// transaction commits: a restore that would leave anything unservable
+// fails and changes nothing, and so does a store with no envelope. All
+// envelopes, sealed keys, kit records and the key records that make the
+// store open with the new backend (a new TPM store key) are replaced in
+// one transaction.
+func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey, records map[string][]byte) (RestoreResult, error) {
 	for name := range records {
 		if !keyRecords[name] {
-			return 0, fmt.Errorf("store: %q is not a key record", name)
+			return RestoreResult{}, fmt.Errorf("store: %q is not a key record", name)
 		}
+	}
+	if s.cfg.Backend == nil {
+		return RestoreResult{}, errors.New("store: no backend configured")
 	}
 	unlock, err := s.lock()
 	if err != nil {
-		return 0, err
+		return RestoreResult{}, err
 	}
 	defer unlock()
-	kit, raw, err := s.readKit()
+	envs, _, err := s.List()
 	if err != nil {
-		return 0, err
+		return RestoreResult{}, err
 	}
-	if kit == nil {
-		return 0, ErrNoKit
+	if len(envs) == 0 {
+		return RestoreResult{}, fmt.Errorf("nothing to restore: the store %s holds no envelope; copy the old host's store (a backup) there first", s.cfg.Dir)
 	}
-	if kit.ID != priv.KitID() {
-		return 0, fmt.Errorf("the shares rebuild kit %s, and this store's kit is %s", priv.KitID(), kit.ID)
-	}
-	// The kit is bound to the new backend in the same transaction.
-	sum := sha256.Sum256(raw)
-	binding, err := s.cfg.Backend.Wrap(ctx, sum[:])
+	kit, err := s.RecoveryKit(priv.KitID())
 	if err != nil {
-		return 0, err
+		return RestoreResult{}, err
 	}
-	extra := map[string][]byte{kitBinding: binding}
+	host, hostRaw, err := s.readKit()
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	fleet, err := s.readFleetKit()
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	res := RestoreResult{Kit: kit.ID}
+	from := sidecarName
+	if fleet != nil && fleet.ID == kit.ID {
+		from = fleetSidecarName
+	}
+	extra := map[string][]byte{}
 	maps.Copy(extra, records)
-	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
-		sealed, err := os.ReadFile(filepath.Join(s.cfg.Dir, sidecarName(e.Name, e.Version)))
+	// Only kits the shares verify, or the configuration names, receive
+	// the data keys: a kit planted in a copied store gets nothing.
+	if host != nil && host.ID != kit.ID {
+		res.Dropped = append(res.Dropped, host.ID)
+		host = nil
+	}
+	if host != nil {
+		// The kit is bound to the new backend in the same transaction.
+		sum := sha256.Sum256(hostRaw)
+		if extra[kitBinding], err = s.cfg.Backend.Wrap(ctx, sum[:]); err != nil {
+			return RestoreResult{}, err
+		}
+	}
+	switch {
+	case s.cfg.FleetKit != nil:
+		if fleet != nil && fleet.ID != kit.ID && fleet.ID != s.cfg.FleetKit.ID {
+			res.Dropped = append(res.Dropped, fleet.ID)
+		}
+		fleet = s.cfg.FleetKit
+		extra[fleetKitFile] = fleet.Marshal()
+	case fleet != nil && fleet.ID != kit.ID:
+		res.Dropped = append(res.Dropped, fleet.ID)
+		fleet = nil
+	}
+	res.Envelopes, err = s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {
+		sealed, err := os.ReadFile(filepath.Join(s.cfg.Dir, from(e.Name, e.Version)))
 		if err != nil {
-			return nil, fmt.Errorf("no data key sealed to the recovery kit (the version predates the kit?): %w", err)
+			return nil, fmt.Errorf("no data key sealed to recovery kit %s (the version predates the kit?): %w", kit.ID, err)
 		}
 		dataKey, err := recovery.OpenKey(priv, sealed, recoveryInfo(&e.Header))
 		if err != nil {
 			return nil, err
 		}
 		defer clear(dataKey)
-		return rewrapKey(ctx, e, dataKey, s.cfg.Backend)
+		h := e.Header
+		h.Host = s.cfg.Host
+		ne, err := rewrapKey(ctx, e, h, dataKey, s.cfg.Backend)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkServable(ctx, ne); err != nil {
+			return nil, err
+		}
+		for _, k := range []struct {
+			kit  *recovery.Kit
+			name string
+		}{{host, sidecarName(e.Name, e.Version)}, {fleet, fleetSidecarName(e.Name, e.Version)}} {
+			if k.kit == nil {
+				continue
+			}
+			if extra[k.name], err = recovery.SealKey(k.kit, dataKey, recoveryInfo(&ne.Header)); err != nil {
+				return nil, err
+			}
+		}
+		return ne, nil
 	}, extra)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	// Dropped kits go after the commit, the kit file first, so that an
+	// interruption leaves no kit rather than one that fails to verify.
+	for _, id := range res.Dropped {
+		if h, _, _ := s.readKit(); h != nil && h.ID == id {
+			err = errors.Join(err, s.removeKitFiles(kitFile, kitBinding, sidecarExt))
+		}
+		if f, _ := s.readFleetKit(); f != nil && f.ID == id {
+			err = errors.Join(err, s.removeKitFiles(fleetKitFile, "", fleetSidecarExt))
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("restored, but a kit this restore could not verify was not removed: %w", err)
+	}
+	return res, nil
+}
+
+// checkServable opens e, as it is to be written, with the backend on this
+// host, as the agent will.
+func (s *Store) checkServable(ctx context.Context, e *Envelope) error {
+	parsed, err := Parse(e.Marshal())
+	if err != nil {
+		return err
+	}
+	sec, err := open(ctx, s.cfg.Backend, s.cfg.Host, parsed)
+	if err != nil {
+		return fmt.Errorf("the restored envelope would not be served: %w", err)
+	}
+	sec.Destroy()
+	return nil
+}
+
+// removeKitFiles removes a kit's file, its binding (if any) and every
+// data key sealed to it (files ending in ext).
+func (s *Store) removeKitFiles(file, binding, ext string) error {
+	if err := os.Remove(filepath.Join(s.cfg.Dir, file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if binding != "" {
+		if err := os.Remove(filepath.Join(s.cfg.Dir, binding)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	sealed, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+Ext+ext))
+	if err != nil {
+		return err
+	}
+	for _, p := range sealed {
+		os.Remove(p)
+	}
+	return syncDir(s.cfg.Dir)
 }
 
 // writeReplace atomically and durably replaces dir/name with b.

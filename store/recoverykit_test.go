@@ -76,8 +76,8 @@ func TestRecoveryRestore(t *testing.T) {
 		t.Fatalf("Combine(3 shares) = %v", err)
 	}
 	defer priv.Destroy()
-	if n, err := s2.Restore(ctx, priv, nil); err != nil || n != 3 {
-		t.Fatalf("Restore() = %d, %v; want 3 envelopes", n, err)
+	if res, err := s2.Restore(ctx, priv, nil); err != nil || res.Envelopes != 3 || res.Kit != kit.ID || res.Dropped != nil {
+		t.Fatalf("Restore() = %+v, %v; want 3 envelopes", res, err)
 	}
 	for _, tt := range []struct {
 		name    string

@@ -76,7 +76,8 @@ func (s *Store) replaceAll(ctx context.Context, transform func(*Envelope) (*Enve
 
 // replaceAllWith is replaceAll that also replaces the files in extra (name
 // to contents) in the same transaction; a nil transform replaces only
-// those.
+// those. extra is read after every envelope is transformed, so transform
+// may add to it.
 func (s *Store) replaceAllWith(ctx context.Context, transform func(*Envelope) (*Envelope, error), extra map[string][]byte) (int, error) {
 	envs, damaged, err := s.List()
 	if err != nil {
@@ -237,13 +238,14 @@ func (s *Store) RewrapTo(ctx context.Context, to Backend, records map[string][]b
 			return nil, err
 		}
 		defer clear(dataKey)
-		return rewrapKey(ctx, e, dataKey, to)
+		return rewrapKey(ctx, e, e.Header, dataKey, to)
 	}, extra)
 }
 
 // rewrapKey returns e with its data key wrapped by to and its secret
-// re-encrypted, with a new nonce, under the new header.
-func rewrapKey(ctx context.Context, e *Envelope, dataKey []byte, to Backend) (*Envelope, error) {
+// re-encrypted, with a new nonce, under h (e's header, or e's re-bound to
+// another host) with to's key id.
+func rewrapKey(ctx context.Context, e *Envelope, h Header, dataKey []byte, to Backend) (*Envelope, error) {
 	plain, err := decrypt(e, dataKey)
 	if err != nil {
 		return nil, err
@@ -263,7 +265,7 @@ func rewrapKey(ctx context.Context, e *Envelope, dataKey []byte, to Backend) (*E
 	if subtle.ConstantTimeCompare(back, dataKey) != 1 {
 		return nil, errors.New("the new key unwraps another data key than it wrapped")
 	}
-	return encrypt(e.Header, to.KeyID(), wrapped, dataKey, plain.Bytes())
+	return encrypt(h, to.KeyID(), wrapped, dataKey, plain.Bytes())
 }
 
 // FinishPending completes or discards a transaction that a killed writer

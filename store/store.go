@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/secretname"
+	"github.com/keyward/keyward/store/recovery"
 )
 
 var (
@@ -66,6 +67,10 @@ type Config struct {
 	Host HostID
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// FleetKit, when not nil, is the fleet recovery kit the host is
+	// configured with (recovery.fleet_kit): every data key is also sealed
+	// to it (see [Store.AdoptFleetKit]).
+	FleetKit *recovery.Kit
 }
 
 // A Store is a directory of envelope files, one per secret version, named
@@ -206,16 +211,10 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 	if err != nil {
 		return 0, fmt.Errorf("failed to seal %s: %w", name, err)
 	}
-	// With a recovery kit, the data key is sealed to it first: an envelope
-	// is never published that the kit could not recover.
-	kit, err := s.Kit(ctx)
-	if err != nil {
+	// With recovery kits, the data key is sealed to them first: an
+	// envelope is never published that a kit could not recover.
+	if err := s.sealToKits(ctx, e); err != nil {
 		return 0, fmt.Errorf("failed to store %s: %w", name, err)
-	}
-	if kit != nil {
-		if err := s.sealToKit(ctx, kit, e); err != nil {
-			return 0, fmt.Errorf("failed to seal %s to the recovery kit: %w", name, err)
-		}
 	}
 	if err := writeNew(s.cfg.Dir, fileName(name, version), e.Marshal()); err != nil {
 		return 0, fmt.Errorf("failed to store %s: %w", name, err)
@@ -430,7 +429,7 @@ func (s *Store) Remove(name string) (int, error) {
 		if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(name, v))); err != nil {
 			return i, fmt.Errorf("failed to remove %s version %d: %w", name, v, err)
 		}
-		os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, v)))
+		s.removeSidecars(name, v)
 	}
 	return len(versions), syncDir(s.cfg.Dir)
 }
@@ -462,7 +461,7 @@ func (s *Store) RemoveVersion(name string, version uint32) (int, error) {
 	if err := os.Remove(filepath.Join(s.cfg.Dir, fileName(name, version))); err != nil {
 		return 0, fmt.Errorf("failed to remove %s version %d: %w", name, version, err)
 	}
-	os.Remove(filepath.Join(s.cfg.Dir, sidecarName(name, version)))
+	s.removeSidecars(name, version)
 	return 1, syncDir(s.cfg.Dir)
 }
 
