@@ -56,11 +56,15 @@ func openStoreWith(ctx context.Context, cfg config.Config, opts backend.Options)
 	if err != nil {
 		return nil, nil, err
 	}
+	fleet, err := loadFleetKit(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, _, err := backend.Open(ctx, cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host})
+	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host, FleetKit: fleet})
 	if err != nil {
 		b.Close()
 		return nil, nil, err

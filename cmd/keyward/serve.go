@@ -95,6 +95,13 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer b.Close()
+			// Keys put before the host was given its fleet kit are
+			// sealed to it before serving (docs/recovery.md).
+			if n, err := st.AdoptFleetKit(c.Context); err != nil {
+				return err
+			} else if n > 0 {
+				log.Info("sealed data keys to the fleet recovery kit", "keys", n, "kit", cfg.Recovery.FleetKit)
+			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return agent.Run(ctx, agent.RunConfig{

@@ -39,11 +39,20 @@ const (
 type Config struct {
 	// Backend selects the root-key backend: "pkcs11" (an HSM), "tpm", or
 	// "hsm+tpm" (an HSM whose PIN is sealed by the TPM to its PCR policy).
-	Backend string `toml:"backend"`
-	Store   Store  `toml:"store"`
-	PKCS11  PKCS11 `toml:"pkcs11"`
-	TPM     TPM    `toml:"tpm"`
-	Agent   Agent  `toml:"agent"`
+	Backend  string   `toml:"backend"`
+	Store    Store    `toml:"store"`
+	PKCS11   PKCS11   `toml:"pkcs11"`
+	TPM      TPM      `toml:"tpm"`
+	Agent    Agent    `toml:"agent"`
+	Recovery Recovery `toml:"recovery"`
+}
+
+// Recovery configures the break-glass recovery kits (docs/recovery.md).
+type Recovery struct {
+	// FleetKit, when set, names the public file of the fleet recovery
+	// kit (keyward recovery init --fleet): every data key is also sealed
+	// to it.
+	FleetKit string `toml:"fleet_kit"`
 }
 
 // TPM configures the TPM 2.0 backend.
@@ -280,6 +289,9 @@ func (c *Config) Validate() error {
 	}
 	if a.FrameTimeout.Duration <= 0 || a.IdleTimeout.Duration <= 0 {
 		return errors.New("agent.frame_timeout and agent.idle_timeout must be positive")
+	}
+	if k := c.Recovery.FleetKit; k != "" && !filepath.IsAbs(k) {
+		return fmt.Errorf("recovery.fleet_kit %q is not an absolute path", k)
 	}
 	return nil
 }

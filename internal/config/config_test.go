@@ -42,6 +42,7 @@ func TestParseRejects(t *testing.T) {
 		"syntax":          "[store\n",
 		"empty uri":       "[pkcs11]\nuri = \"\"\n",
 		"empty machineid": "[store]\nmachine_id_file = \"\"\n",
+		"relative kit":    "[recovery]\nfleet_kit = \"fleet.kit\"\n",
 	}
 	for name, text := range tests {
 		t.Run(name, func(t *testing.T) {
