@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +54,7 @@ func TestScripts(t *testing.T) {
 					"waitsock":  waitSocket,
 					"extendpcr": extendPCR,
 					"newtpm":    newTPM,
+					"newtoken":  newToken,
 				},
 			})
 		})
@@ -125,6 +127,37 @@ func newTPM(ts *testscript.TestScript, neg bool, args []string) {
 	text := strings.Replace(string(b), "device = "+quote(ts.Getenv("TPM")), "device = "+quote(sock), 1)
 	ts.Check(os.WriteFile(config, []byte(text), 0o644))
 	ts.Setenv("TPM", sock)
+}
+
+// newToken replaces the script's SoftHSM token by a fresh one with the
+// same label, in a token directory of its own (another HSM: no key yet),
+// with a new PIN written to $PINFILE: newtoken.
+func newToken(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: newtoken")
+	}
+	dir := ts.MkAbs("token2")
+	tokens := filepath.Join(dir, "tokens")
+	ts.Check(os.MkdirAll(tokens, 0o700))
+	conf := filepath.Join(dir, "softhsm2.conf")
+	ts.Check(os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		rand.Read(b)
+		for i := range b {
+			b[i] = '0' + b[i]%10
+		}
+		return string(b)
+	}
+	pin := digits(8)
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", testenv.DefaultSoftHSMLabel, "--pin", pin, "--so-pin", digits(12))
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		ts.Fatalf("softhsm2-util: %v\n%s", err, out)
+	}
+	ts.Check(os.WriteFile(ts.Getenv("PINFILE"), []byte(pin+"\n"), 0o600))
+	ts.Setenv("SOFTHSM2_CONF", conf)
+	ts.Setenv("TOKENDIR", tokens)
 }
 
 // extendPCR extends a PCR of the script's swtpm, as a measured boot of

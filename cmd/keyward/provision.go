@@ -399,7 +399,8 @@ func listCommand() *cli.Command {
 			}
 			if damaged > 0 {
 				return withHint(fmt.Errorf("%d envelope(s) are damaged; the others are listed", damaged),
-					"restore them from a backup, or put the secrets again (docs/operations.md)")
+					"restore them from a backup, or put the secrets again (docs/operations.md)",
+					"sealed on another host, HSM or TPM (a store moved onto replacement hardware)? keyward recovery restore (docs/recovery.md)")
 			}
 			return nil
 		},

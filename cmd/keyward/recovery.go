@@ -125,7 +125,7 @@ func readCustodians(paths []string) ([]custodian, error) {
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--custodian: %w", err)
 		}
 		b, err := io.ReadAll(io.LimitReader(f, recovery.MaxRecipientFile+1))
 		f.Close()
