@@ -326,10 +326,19 @@ func writeFileNew(path string, b []byte) error {
 // same transaction: the configured HSM key, made if the token lacks it;
 // or, for the tpm backend, a new store key on the TPM now configured,
 // since the store key on record is sealed by the TPM being replaced.
+//
+// For hsm+tpm on a new TPM, the sealed HSM PIN on record does not unseal:
+// the error says to move it aside, so that ForRestore seals the PIN to
+// the new TPM, read from the usual sources.
 func ForRestore(ctx context.Context, cfg config.Config, opts Options) (Backend, map[string][]byte, error) {
 	if cfg.Backend != config.BackendTPM {
 		opts.Create = true
 		b, _, err := Open(ctx, cfg, opts)
+		if cfg.Backend == config.BackendHSMTPM && errors.Is(err, tpm.ErrNotThisTPM) {
+			path := SealedPINPath(cfg)
+			return nil, nil, fmt.Errorf("%w; on replacement hardware, move the sealed HSM PIN aside (mv %s %s.old) and run restore again: "+
+				"it seals the PIN to this TPM, reading it from pkcs11.pin_file or the terminal", err, path, path)
+		}
 		return b, nil, err
 	}
 	d, err := openTPM(ctx, cfg, opts)

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/backend"
+	"github.com/keyward/keyward/store/recovery"
 	"github.com/keyward/keyward/store/storetest"
 	"github.com/keyward/keyward/tpm"
 )
@@ -271,6 +273,31 @@ func TestForRestoreTPM(t *testing.T) {
 	}
 }
 
+// TestForRestoreHSMTPM: on a replaced TPM the sealed HSM PIN does not
+// unseal, and ForRestore says to move it aside; then it seals the PIN to
+// the new TPM and opens the HSM key.
+func TestForRestoreHSMTPM(t *testing.T) {
+	cfg, _ := pkcs11Config(t)
+	cfg.Backend = config.BackendHSMTPM
+	cfg.TPM.Device = testenv.SwTPM(t).Socket
+	open(t, cfg, backend.Options{Create: true}).Close()
+	cfg.TPM.Device = testenv.SwTPM(t).Socket // another TPM
+	path := backend.SealedPINPath(cfg)
+	if _, _, err := backend.ForRestore(ctx, cfg, backend.Options{}); !errors.Is(err, tpm.ErrNotThisTPM) || !strings.Contains(err.Error(), "mv "+path+" "+path+".old") {
+		t.Fatalf("ForRestore() on another TPM = %v, want ErrNotThisTPM and the mv to run", err)
+	}
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	b, records, err := backend.ForRestore(ctx, cfg, backend.Options{})
+	if err != nil || records != nil {
+		t.Fatalf("ForRestore() after moving the PIN aside = %v, %v", records, err)
+	}
+	b.Close()
+	cfg.PKCS11.PINFile = "" // the PIN now comes from the new TPM only
+	open(t, cfg, backend.Options{}).Close()
+}
+
 // TestOpenHSMTPM: the HSM PIN is sealed by the TPM at init; afterwards the
 // HSM opens with no other PIN source.
 func TestOpenHSMTPM(t *testing.T) {
@@ -309,6 +336,60 @@ func copyDir(t *testing.T, from, to string) {
 		}
 		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestRestoreOntoNewHardwareTPM: a tpm store with a fleet kit is restored
+// onto another machine (another machine id, another TPM) with ForRestore's
+// new store key: every secret opens there, bound to the new host, under
+// the new store key, which the store records in the same transaction.
+func TestRestoreOntoNewHardwareTPM(t *testing.T) {
+	cfg := tpmConfig(t)
+	fleet, shares, err := recovery.NewKit(3, 2, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, cfg, backend.Options{Create: true})
+	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: storetest.TestHost, FleetKit: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"binance/a", "okx/b"} {
+		if _, err := s.Put(ctx, name, []byte("value-"+name), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+
+	cfg.TPM.Device = testenv.SwTPM(t).Socket
+	newHost := store.DeriveHostID("fedcba9876543210fedcba9876543210")
+	nb, records, err := backend.ForRestore(ctx, cfg, backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: nb, Host: newHost, FleetKit: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := recovery.Combine(fleet, shares[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer priv.Destroy()
+	if res, err := s2.Restore(ctx, priv, records); err != nil || res.Envelopes != 2 {
+		t.Fatalf("Restore() = %+v, %v", res, err)
+	}
+	nb.Close()
+	// What the agent does at its next start: open the recorded key.
+	b3 := open(t, cfg, backend.Options{})
+	s3, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b3, Host: newHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"binance/a", "okx/b"} {
+		if got := get(t, s3, name); got != "value-"+name {
+			t.Errorf("%s = %q after restore", name, got)
 		}
 	}
 }
