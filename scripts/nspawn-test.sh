@@ -15,6 +15,11 @@
 #   pkcs11.pin_file when there is no credential; the token going away and
 #   coming back: served from memory, no restart, recovered by itself;
 #   systemctl stop exits cleanly and the socket activates the agent again;
+#   replacement hardware: another host's store (made before the boot, on
+#   this machine, with a fleet recovery kit whose shares are encrypted to
+#   custodians' age keys) restored onto the container, which has its own
+#   machine id, and a new token, by custodians re-encrypting their shares
+#   to the restore key; then served to the trading user (docs/recovery.md);
 #   uninstall.
 #
 # Usage: scripts/nspawn-test.sh [KEYWARD_BINARY]
@@ -75,6 +80,37 @@ rm -rf "$root/etc/keyward" "$root/var/lib/keyward" "$root/etc/credstore.encrypte
 	"$root"/var/lib/softhsm/tokens/*
 
 mkdir -p "$root/opt/keyward-test/out"
+
+# The old host, whose store the container restores: a fleet recovery kit
+# made on "the workstation" for three custodians' age keys, a SoftHSM
+# token of its own, another machine id, two secrets.
+prep_start=$SECONDS
+old=$work/oldhost
+mkdir -m 0700 "$old" "$old/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$old" >"$old/softhsm2.conf"
+od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$old/machine-id"
+install -m 0600 /dev/null "$old/pin"
+printf '%010d\n' "$(od -An -N4 -tu4 /dev/urandom)" >"$old/pin"
+SOFTHSM2_CONF=$old/softhsm2.conf softhsm2-util --init-token --free --label old --pin "$(cat "$old/pin")" \
+	--so-pin "$(printf '%010d' "$(od -An -N4 -tu4 /dev/urandom)")" >/dev/null
+for c in alice bob carol; do
+	age-keygen -o "$old/$c.key" 2>/dev/null
+	age-keygen -y "$old/$c.key" >"$old/$c.pub"
+done
+"$bin" recovery init --fleet --threshold 2 --out "$old/ws" \
+	--custodian "$old/alice.pub" --custodian "$old/bob.pub" --custodian "$old/carol.pub"
+printf '%s\n' '[store]' "dir = \"$old/store\"" "machine_id_file = \"$old/machine-id\"" \
+	'[pkcs11]' 'uri = "pkcs11:token=old;object=keyward-kek?module-path=/usr/lib/softhsm/libsofthsm2.so"' \
+	"pin_file = \"$old/pin\"" 'pin_credential = "none"' '[agent]' "socket = \"$old/agent.sock\"" \
+	'[recovery]' "fleet_kit = \"$old/ws/fleet.kit\"" >"$old/keyward.toml"
+SOFTHSM2_CONF=$old/softhsm2.conf "$bin" --config "$old/keyward.toml" init >/dev/null
+printf %s fleet-horse | SOFTHSM2_CONF=$old/softhsm2.conf "$bin" --config "$old/keyward.toml" put binance/fleet
+printf %s fleet-okx | SOFTHSM2_CONF=$old/softhsm2.conf "$bin" --config "$old/keyward.toml" put okx/fleet
+mkdir "$root/opt/keyward-test/oldhost"
+tar -C "$old/store" -cf "$root/opt/keyward-test/oldhost/store.tar" .
+cp "$old/ws/fleet.kit" "$old/ws/share-1-alice.age" "$old/ws/share-3-carol.age" "$old/alice.key" "$old/carol.key" \
+	"$root/opt/keyward-test/oldhost/"
+echo "nspawn-test: the old host's store made in $((SECONDS - prep_start))s"
 cat >"$root/etc/systemd/system/keyward-check.service" <<'EOF'
 [Unit]
 Description=keyward scenario under systemd
@@ -87,7 +123,7 @@ cat >"$root/opt/keyward-test/scenario.sh" <<'SCENARIO'
 #!/bin/bash
 set -euo pipefail
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (at %ss)\n' "$*" "$SECONDS"; }
 fail() { echo "FAIL: $*"; exit 1; }
 on_exit() {
 	local rc=$?
@@ -287,8 +323,67 @@ got=$(as trader keyward get binance/mm-prod)
 systemctl stop keyward.socket keyward.service
 [ ! -e /run/keyward/agent.sock ] || fail "the socket is left after keyward.socket stopped"
 
+step "replacement hardware: another host's store, restored with fleet-kit shares onto this machine and a new token"
+# This machine has its own machine id (systemd made it at boot) and gets
+# a new token; the old host's store comes from its backup.
+backup=/opt/keyward-test/oldhost
+[ "$(wc -c </etc/machine-id)" = 33 ] || fail "no machine id of its own"
+rm -rf /var/lib/softhsm/tokens/* /var/lib/keyward
+pin=$(printf '%010d' "$(od -An -N4 -tu4 /dev/urandom)")
+as keyward softhsm2-util --init-token --free --label keyward --pin "$pin" \
+	--so-pin "$(printf '%010d' "$(od -An -N4 -tu4 /dev/urandom)")" >/dev/null
+printf '%s' "$pin" | systemd-creds encrypt --name=keyward-pin - /etc/credstore.encrypted/keyward-pin
+# restore runs outside the unit, without its credential: the PIN from a file
+install -m 0600 -o keyward -g keyward /dev/null /etc/keyward/pin
+printf '%s\n' "$pin" >/etc/keyward/pin
+unset pin
+install -o root -g root -m 0644 "$backup/fleet.kit" /etc/keyward/fleet.kit
+printf '\n[recovery]\nfleet_kit = "/etc/keyward/fleet.kit"\n' >>/etc/keyward/keyward.toml
+cp /etc/keyward/keyward.toml /root/keyward.toml
+sed -i 's|^pin_credential = .*|&\npin_file = "/etc/keyward/pin"|' /etc/keyward/keyward.toml
+install -d -m 0700 -o keyward -g keyward /var/lib/keyward
+tar -C /var/lib/keyward -xpf "$backup/store.tar"
+chown -R keyward:keyward /var/lib/keyward
+out=$(as keyward keyward list 2>&1) && fail "the old host's envelopes opened before the restore: $out"
+echo "$out" | grep -q 'sealed on another host' || fail "list before restore: $out"
+# The restore prints its restore key; two custodians re-encrypt their
+# share files to it (age -d | age -a -r), and the operator pastes them.
+coproc RESTORE { timeout 60 runuser -u keyward -- keyward recovery restore 2>&1 >/tmp/restore.out; }
+# bash forgets these when the coprocess ends
+restore_pid=$RESTORE_PID restore_out=${RESTORE[0]} restore_in=${RESTORE[1]}
+key=
+while IFS= read -r line <&"$restore_out"; do
+	case $line in age1pq1*) ;; age1*) key=$line && break ;; esac
+done
+[ -n "$key" ] || fail "restore printed no restore key"
+for c in alice:1 carol:3; do
+	age -d -i "$backup/${c%:*}.key" "$backup/share-${c#*:}-${c%:*}.age" | age -a -r "$key"
+done >&"$restore_in"
+exec {restore_in}>&-
+cat <&"$restore_out" || true
+wait "$restore_pid" || fail "restore failed: $(cat /tmp/restore.out)"
+cat /tmp/restore.out
+grep -q '^restored 2 envelope(s) to pkcs11:.*, host [0-9a-f]*, with recovery kit ' /tmp/restore.out ||
+	fail "restore: $(cat /tmp/restore.out)"
+cp /root/keyward.toml /etc/keyward/keyward.toml
+rm /etc/keyward/pin
+cat >>/etc/keyward/policy.toml <<'EOF'
+
+[[rule]]
+name = "trader-fleet"
+secrets = ["binance/fleet"]
+users = ["trader"]
+allow = ["get"]
+EOF
+systemctl start keyward.socket
+got=$(as trader keyward get binance/fleet)
+[ "$got" = fleet-horse ] || fail "after the restore onto this machine, trader got '$got'"
+[ -f /var/lib/keyward/binance+fleet@1.kwe.kwf ] || fail "the restored key is not sealed to the fleet kit again"
+systemctl stop keyward.socket keyward.service
+
 step "no secret value anywhere in the journal (audit, logs)"
-! journalctl -b -q --no-pager -o export | grep -a -q -e correct-horse -e other-value -e stolen || fail "a secret value is in the journal"
+! journalctl -b -q --no-pager -o export | grep -a -q -e correct-horse -e other-value -e stolen -e fleet-horse -e fleet-okx ||
+	fail "a secret value is in the journal"
 
 step "keyward uninstall keeps the store and configuration"
 keyward uninstall
