@@ -259,12 +259,22 @@ func TestRestoreNothing(t *testing.T) {
 	}
 	defer priv.Destroy()
 	empty := newStore(t, keys[1])
-	if _, err := empty.Restore(ctx, priv, nil); err == nil || !strings.Contains(err.Error(), "holds no envelope") {
+	if _, err := empty.Restore(ctx, priv, nil); !errors.Is(err, store.ErrNothingToRestore) || !strings.Contains(err.Error(), "holds no envelope") {
 		t.Errorf("Restore(empty store) = %v, want nothing to restore", err)
 	}
 
-	s := withConfig(t, newStore(t, keys[0]), keys[0], testHost, kit)
+	s := newStore(t, keys[0])
 	mustPut(t, s, "a", "value-a", store.PutOptions{})
+	if err := s.CheckRestore(); !errors.Is(err, store.ErrNoKit) {
+		t.Errorf("CheckRestore(no kit) = %v, want ErrNoKit", err)
+	}
+	s = withConfig(t, s, keys[0], testHost, kit)
+	if _, err := s.AdoptFleetKit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckRestore(); err != nil {
+		t.Errorf("CheckRestore() = %v", err)
+	}
 	if err := os.Remove(filepath.Join(s.Dir(), "a@1.kwe.kwf")); err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,8 @@ var (
 	ErrKitExists = errors.New("store: the store already has a recovery kit")
 	// ErrNoKit means the store has no recovery kit.
 	ErrNoKit = errors.New("store: the store has no recovery kit")
+	// ErrNothingToRestore means a restore found no envelope in the store.
+	ErrNothingToRestore = errors.New("store: nothing to restore")
 )
 
 // recoveryInfo is what a sealed data key is bound to: the identity of its
@@ -286,6 +288,29 @@ func (s *Store) RecoveryKit(id string) (*recovery.Kit, error) {
 	return nil, fmt.Errorf("%w %s: the store's data keys are sealed to %s", ErrNoKit, id, strings.Join(have, " and "))
 }
 
+// CheckRestore reports whether the store holds something to restore: at
+// least one envelope ([ErrNothingToRestore] if not) and a kit its data
+// keys are sealed to ([ErrNoKit]). [Store.Restore] checks it; call it
+// before custodians are asked for their shares.
+func (s *Store) CheckRestore() error {
+	envs, _, err := s.List()
+	if err != nil {
+		return err
+	}
+	if len(envs) == 0 {
+		return fmt.Errorf("%w: the store %s holds no envelope; copy the old host's store (a backup) there first", ErrNothingToRestore, s.cfg.Dir)
+	}
+	host, _, err := s.readKit()
+	if err != nil {
+		return err
+	}
+	fleet, err := s.readFleetKit()
+	if err != nil || host != nil || fleet != nil {
+		return err
+	}
+	return fmt.Errorf("%w: no data key in %s was sealed to a recovery kit", ErrNoKit, s.cfg.Dir)
+}
+
 // Restore opens every data key with the recovery kit's private key,
 // rebuilt from custodians' shares, and re-wraps it to the store's current
 // backend (a new HSM key, a new TPM, a new PCR state). Each envelope is
@@ -315,12 +340,8 @@ func (s *Store) Restore(ctx context.Context, priv *recovery.PrivateKey, records 
 		return RestoreResult{}, err
 	}
 	defer unlock()
-	envs, _, err := s.List()
-	if err != nil {
+	if err := s.CheckRestore(); err != nil {
 		return RestoreResult{}, err
-	}
-	if len(envs) == 0 {
-		return RestoreResult{}, fmt.Errorf("nothing to restore: the store %s holds no envelope; copy the old host's store (a backup) there first", s.cfg.Dir)
 	}
 	kit, err := s.RecoveryKit(priv.KitID())
 	if err != nil {

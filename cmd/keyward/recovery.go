@@ -268,6 +268,16 @@ func loadFleetKit(cfg config.Config) (*recovery.Kit, error) {
 	return kit, nil
 }
 
+// checkRestore checks, without a backend, that the store has something
+// to restore.
+func checkRestore(cfg config.Config, host store.HostID) error {
+	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Host: host})
+	if err != nil {
+		return err
+	}
+	return s.CheckRestore()
+}
+
 // restore is recovery restore.
 func restore(c *cli.Context) error {
 	cfg, err := configNoArgs(c)
@@ -276,6 +286,18 @@ func restore(c *cli.Context) error {
 	}
 	fleet, err := loadFleetKit(cfg)
 	if err != nil {
+		return err
+	}
+	// What can fail before the shares are read fails first: custodians'
+	// work is not asked for in vain.
+	if err := noAgentRuns(c, cfg); err != nil {
+		return err
+	}
+	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
+	if err != nil {
+		return err
+	}
+	if err := checkRestore(cfg, host); err != nil {
 		return err
 	}
 	key, err := recovery.NewRestoreKey()
@@ -299,18 +321,11 @@ func restore(c *cli.Context) error {
 	if len(shares) == 0 {
 		return fmt.Errorf("%w: no share on standard input", recovery.ErrNotEnoughShares)
 	}
-	if err := noAgentRuns(c, cfg); err != nil {
-		return err
-	}
 	b, records, err := backend.ForRestore(c.Context, cfg, backendOptions(c))
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	host, err := store.ReadHostID(cfg.Store.MachineIDFile)
-	if err != nil {
-		return err
-	}
 	s, err := store.New(store.Config{Dir: cfg.Store.Dir, Backend: b, Host: host, FleetKit: fleet})
 	if err != nil {
 		return err
