@@ -59,7 +59,7 @@ func recoveryCommand() *cli.Command {
 					if err != nil {
 						return usagef("%v", err)
 					}
-					defer destroyShares(shares)
+					defer recovery.DestroyShares(shares)
 					s, b, err := openStoreAlone(c, cfg)
 					if err != nil {
 						return err
@@ -86,12 +86,6 @@ func recoveryCommand() *cli.Command {
 				Action: restore,
 			},
 		},
-	}
-}
-
-func destroyShares(shares []recovery.Share) {
-	for i := range shares {
-		shares[i].Destroy()
 	}
 }
 
@@ -185,7 +179,7 @@ func initFleetKit(c *cli.Context) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	defer destroyShares(shares)
+	defer recovery.DestroyShares(shares)
 	files := map[string][]byte{"fleet.kit": kit.MarshalPublic()}
 	names := make([]string, len(custodians))
 	for i, cu := range custodians {
@@ -317,7 +311,7 @@ func restore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer destroyShares(shares)
+	defer recovery.DestroyShares(shares)
 	if len(shares) == 0 {
 		return fmt.Errorf("%w: no share on standard input", recovery.ErrNotEnoughShares)
 	}

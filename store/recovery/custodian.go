@@ -216,9 +216,7 @@ func ReadShares(text []byte, key *RestoreKey) ([]Share, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		for i := range shares {
-			shares[i].Destroy()
-		}
+		DestroyShares(shares)
 		return nil, errors.Join(errs...)
 	}
 	return shares, nil

@@ -231,12 +231,17 @@ func ParseShares(text string) ([]Share, error) {
 		shares = append(shares, s)
 	}
 	if len(errs) > 0 {
-		for i := range shares {
-			shares[i].Destroy()
-		}
+		DestroyShares(shares)
 		return nil, errors.Join(errs...)
 	}
 	return shares, nil
+}
+
+// DestroyShares destroys every share of shares (see [Share.Destroy]).
+func DestroyShares(shares []Share) {
+	for i := range shares {
+		shares[i].Destroy()
+	}
 }
 
 // smallInt parses a decimal number from 1 to 99 with no sign or leading zero.
