@@ -168,6 +168,11 @@ func (k *RestoreKey) ClassicRecipient() string { return k.x.Recipient().String()
 // encrypted.
 const MaxSharesInput = 2 * maxSharesText
 
+// maxEncryptedShare bounds one armored age file in a restore's input: a
+// share encrypted to a post-quantum recipient takes about 2.5 KiB, and
+// the bound keeps the number of recipient stanzas tried small.
+const maxEncryptedShare = 8 << 10
+
 // Armor markers of an age file (age-encryption.org/v1, ASCII armor).
 const (
 	armorBegin = "-----BEGIN AGE ENCRYPTED FILE-----"
@@ -203,6 +208,11 @@ func ReadShares(text []byte, key *RestoreKey) ([]Share, error) {
 			break
 		}
 		rest = after
+		if len(body) > maxEncryptedShare {
+			errs = append(errs, badShare(0, "encrypted share %d: %d bytes is more than a share encrypted to one recipient (%d at most)",
+				n, len(body), maxEncryptedShare))
+			continue
+		}
 		plain, err := decryptShare(armorBegin+body+armorEnd+"\n", key)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("encrypted share %d: %w", n, err))

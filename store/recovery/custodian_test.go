@@ -199,6 +199,8 @@ func TestReadShares(t *testing.T) {
 			[]string{"encrypted share 1:", "cut short"}},
 		"garbled": {strings.Replace(encryptTo(t, key.ClassicRecipient(), shares[0].String()), "\n", "\n!!", 2), key,
 			[]string{"encrypted share 1:", "not a readable age file"}},
+		"many recipients": {encryptTo(t, strings.Repeat(key.ClassicRecipient()+"\n", 100), shares[0].String()), key,
+			[]string{"encrypted share 1:", "more than a share encrypted to one recipient"}},
 		"not a share inside": {encryptTo(t, key.ClassicRecipient(), "hello\n"), key,
 			[]string{"text before the first share"}},
 		"typo inside": {encryptTo(t, key.ClassicRecipient(), strings.Replace(shares[3].String(), " of 5 threshold 3 ", " of 5 threshold 3 a", 1)), key,
