@@ -91,6 +91,18 @@ func TestFleetKitRestoreOntoNewHost(t *testing.T) {
 	if n, err := s.AdoptFleetKit(ctx); err != nil || n != 0 {
 		t.Fatalf("AdoptFleetKit(again) = %d, %v; want nothing to do", n, err)
 	}
+	// A version put by a keyward not configured with the kit is sealed
+	// to it at the next adoption (the agent's start).
+	mustPut(t, withConfig(t, s, oldHSM, testHost, nil), "kraken/risk", "unsealed", store.PutOptions{})
+	if exists(t, s, "kraken+risk@1.kwe.kwf") {
+		t.Fatal("a put without the fleet kit sealed to it")
+	}
+	if n, err := s.AdoptFleetKit(ctx); err != nil || n != 1 || !exists(t, s, "kraken+risk@1.kwe.kwf") {
+		t.Fatalf("AdoptFleetKit(one missing) = %d, %v; want it sealed", n, err)
+	}
+	if _, err := s.Remove("kraken/risk"); err != nil || exists(t, s, "kraken+risk@1.kwe.kwf") {
+		t.Fatalf("Remove() = %v, or left its sealed key", err)
+	}
 	mustPut(t, s, "binance/mm-prod", "v2-rotated", store.PutOptions{NewVersion: true, Grace: time.Hour})
 	mustPut(t, s, "okx/exec", "okx-value", store.PutOptions{})
 	for _, f := range []string{"binance+mm-prod@1.kwe.kwf", "binance+mm-prod@2.kwe.kwf", "okx+exec@1.kwe.kwf", "okx+exec@1.kwe.kwr", "fleet.kit"} {

@@ -154,7 +154,7 @@ func (s *Store) sealToKits(ctx context.Context, e *Envelope) error {
 	if s.cfg.FleetKit == nil {
 		return nil
 	}
-	if _, err := s.adoptFleetKit(ctx); err != nil {
+	if _, err := s.adoptFleetKit(ctx, false); err != nil {
 		return err
 	}
 	sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
@@ -171,11 +171,12 @@ func (s *Store) removeSidecars(name string, version uint32) {
 }
 
 // AdoptFleetKit seals every data key to the configured fleet kit
-// ([Config.FleetKit]) unless the store's keys are sealed to it already,
-// and records it, in one transaction. It returns the number of data keys
-// it sealed: 0 when there is no fleet kit or nothing to do. Put does it
-// before its first seal to a new fleet kit; the agent does it at start,
-// so that secrets put before the host was given the kit are covered.
+// ([Config.FleetKit]) unless it is sealed to it already, and records the
+// kit, in one transaction. It returns the number of data keys it sealed:
+// 0 when there is no fleet kit or nothing to do. The agent does it at
+// start, so that secrets put before the host was given the kit (or put
+// by a keyward not configured with it) are covered; Put does it before
+// its first seal to a new fleet kit.
 func (s *Store) AdoptFleetKit(ctx context.Context) (int, error) {
 	if s.cfg.FleetKit == nil {
 		return 0, nil
@@ -185,18 +186,22 @@ func (s *Store) AdoptFleetKit(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer unlock()
-	return s.adoptFleetKit(ctx)
+	return s.adoptFleetKit(ctx, true)
 }
 
-// adoptFleetKit is AdoptFleetKit under the lock.
-func (s *Store) adoptFleetKit(ctx context.Context) (int, error) {
+// adoptFleetKit is AdoptFleetKit under the lock. When the store already
+// records the kit, it seals only the keys that have no sealed copy if
+// missing is set, and nothing otherwise (Put: one check, not one per
+// envelope).
+func (s *Store) adoptFleetKit(ctx context.Context, missing bool) (int, error) {
 	raw := s.cfg.FleetKit.Marshal()
 	have, err := os.ReadFile(filepath.Join(s.cfg.Dir, fleetKitFile))
-	if err == nil && bytes.Equal(have, raw) {
-		return 0, nil
-	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
+	}
+	recorded := err == nil && bytes.Equal(have, raw)
+	if recorded && !missing {
+		return 0, nil
 	}
 	envs, _, err := s.List()
 	if err != nil {
@@ -204,17 +209,24 @@ func (s *Store) adoptFleetKit(ctx context.Context) (int, error) {
 	}
 	extra := make(map[string][]byte, len(envs)+1)
 	for _, e := range envs {
+		name := fleetSidecarName(e.Name, e.Version)
+		if _, err := os.Stat(filepath.Join(s.cfg.Dir, name)); recorded && err == nil {
+			continue
+		}
 		sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
 		if err != nil {
 			return 0, fmt.Errorf("failed to seal %s version %d to fleet recovery kit %s: %w", e.Name, e.Version, s.cfg.FleetKit.ID, err)
 		}
-		extra[fleetSidecarName(e.Name, e.Version)] = sealed
+		extra[name] = sealed
+	}
+	if recorded && len(extra) == 0 {
+		return 0, nil
 	}
 	extra[fleetKitFile] = raw
 	if _, err := s.replaceAllWith(ctx, nil, extra); err != nil {
 		return 0, fmt.Errorf("failed to adopt fleet recovery kit %s: %w", s.cfg.FleetKit.ID, err)
 	}
-	return len(envs), nil
+	return len(extra) - 1, nil
 }
 
 // readFleetKit returns the fleet kit the store's data keys are sealed
