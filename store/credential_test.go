@@ -52,8 +52,8 @@ func TestCredentialLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer priv.Destroy()
-	if n, err := s2.Restore(ctx, priv, nil); err != nil || n != 2 {
-		t.Fatalf("Restore() = %d, %v; want 2", n, err)
+	if res, err := s2.Restore(ctx, priv, nil); err != nil || res.Envelopes != 2 {
+		t.Fatalf("Restore() = %+v, %v; want 2 envelopes", res, err)
 	}
 	for v, want := range map[uint32]string{2: "secret-2", 3: "secret-3"} {
 		sec, h, err := s2.Open(ctx, "binance/mm", v)
