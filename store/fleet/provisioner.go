@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
-
 )
 
 // The kinds of provisioner key. A provisioner's public key is written
