@@ -44,6 +44,19 @@ type Config struct {
 	PKCS11  PKCS11 `toml:"pkcs11"`
 	TPM     TPM    `toml:"tpm"`
 	Agent   Agent  `toml:"agent"`
+	Fleet   Fleet  `toml:"fleet"`
+}
+
+// Fleet configures provisioning from a workstation (docs/fleet.md): which
+// provisioners this host takes bundles from, and where they arrive.
+type Fleet struct {
+	// Provisioners are the public keys whose bundles the host imports,
+	// as keyward provisioner prints them ("ed25519:BASE64",
+	// "ecdsa-p256:BASE64"). Empty: none.
+	Provisioners []string `toml:"provisioners"`
+	// Inbox is the directory the agent imports bundles from at start and
+	// at each reload; empty: none.
+	Inbox string `toml:"inbox"`
 }
 
 // TPM configures the TPM 2.0 backend.
@@ -187,6 +200,7 @@ func Default() Config {
 			FrameTimeout:   Duration{2 * time.Second},
 			IdleTimeout:    Duration{10 * time.Minute},
 		},
+		Fleet: Fleet{Inbox: "/var/lib/keyward/inbox"},
 	}
 }
 
@@ -280,6 +294,9 @@ func (c *Config) Validate() error {
 	}
 	if a.FrameTimeout.Duration <= 0 || a.IdleTimeout.Duration <= 0 {
 		return errors.New("agent.frame_timeout and agent.idle_timeout must be positive")
+	}
+	if c.Fleet.Inbox != "" && !filepath.IsAbs(c.Fleet.Inbox) {
+		return fmt.Errorf("fleet.inbox %q is not an absolute path", c.Fleet.Inbox)
 	}
 	return nil
 }
