@@ -131,10 +131,8 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 		case newest[b.Name] != i:
 			errs[i] = fmt.Errorf("%w: a newer bundle for %s is imported with it", ErrReplay, b.Name)
 			continue
-		case b.Counter <= counters[b.Name]:
-			last := counters[b.Name]
-			errs[i] = fmt.Errorf("%w for %s: its counter %d (sealed %s) is not above %d (sealed %s)", ErrReplay, b.Name,
-				b.Counter, counterTime(b.Counter), last, counterTime(last))
+		case replay(b.Name, b.Counter, counters[b.Name]) != nil:
+			errs[i] = replay(b.Name, b.Counter, counters[b.Name])
 			continue
 		}
 		e, sidecar, err := s.sealImported(ctx, kit, b, versions[b.Name], values[i], opts)
@@ -185,6 +183,26 @@ func (s *Store) sealImported(ctx context.Context, kit *recovery.Kit, b *fleet.Bu
 		return nil, nil, fmt.Errorf("failed to seal %s to the recovery kit: %w", b.Name, err)
 	}
 	return e, sidecar, nil
+}
+
+// CheckCounter returns an error wrapping [ErrReplay] when counter is not
+// above that of the last bundle imported for name: what Import would say,
+// for a caller that hands the bundle to an agent. It takes no lock.
+func (s *Store) CheckCounter(name string, counter uint64) error {
+	counters, err := s.readCounters()
+	if err != nil {
+		return err
+	}
+	return replay(name, counter, counters[name])
+}
+
+// replay refuses a bundle for name whose counter is not above last.
+func replay(name string, counter, last uint64) error {
+	if counter > last {
+		return nil
+	}
+	return fmt.Errorf("%w for %s: its counter %d (sealed %s) is not above %d (sealed %s)", ErrReplay, name,
+		counter, counterTime(counter), last, counterTime(last))
 }
 
 // counterTime shows a counter as the sealing time it normally is.

@@ -120,9 +120,8 @@ func (s *Store) ImportKey(ctx context.Context) (*fleet.ImportKey, error) {
 }
 
 func (s *Store) openImportKey(ctx context.Context, r *importKeyRecord) (*fleet.ImportKey, error) {
-	if r.host != s.cfg.Host {
-		return nil, fmt.Errorf("%w: it was made on host %s, and this host is %s; make this host's with keyward enroll --rotate",
-			ErrImportKeyHost, r.host, s.cfg.Host)
+	if err := s.checkImportHost(r); err != nil {
+		return nil, err
 	}
 	seed, err := s.cfg.Backend.Unwrap(ctx, r.wrapped)
 	if err != nil {
@@ -198,4 +197,28 @@ func (s *Store) importKeyWith(rewrap func([]byte) ([]byte, error), to Backend) (
 	}
 	r.keyID = to.KeyID()
 	return map[string][]byte{ImportKeyFile: r.marshal()}, nil
+}
+
+// Recipient returns the host's recipient file contents from the import
+// key record, without the backend: for keyward enroll beside a running
+// agent. The key is not opened; [Store.ImportKey] does that. It fails with
+// an error wrapping [ErrNotEnrolled] or [ErrImportKeyHost].
+func (s *Store) Recipient(hostname string) (*fleet.Recipient, error) {
+	r, err := s.readImportKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkImportHost(r); err != nil {
+		return nil, err
+	}
+	return &fleet.Recipient{Host: r.host, Hostname: hostname, KeyID: r.keyID, Created: r.created, PublicKey: r.public}, nil
+}
+
+// checkImportHost refuses an import key record made on another host.
+func (s *Store) checkImportHost(r *importKeyRecord) error {
+	if r.host != s.cfg.Host {
+		return fmt.Errorf("%w: it was made on host %s, and this host is %s; make this host's with keyward enroll --rotate",
+			ErrImportKeyHost, r.host, s.cfg.Host)
+	}
+	return nil
 }

@@ -95,6 +95,10 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer b.Close()
+			importInbox, err := inboxImporter(cfg, st)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return agent.Run(ctx, agent.RunConfig{
@@ -106,6 +110,7 @@ func serveCommand() *cli.Command {
 					MaxConns:     cfg.Agent.MaxConnections,
 					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
 					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
+					Import:       importInbox,
 				},
 				Store:          st,
 				PolicyPath:     cfg.Agent.Policy,
