@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -566,16 +567,30 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-// inboxImporter returns what imports the fleet inbox into st for the
-// agent, making the inbox (0700) when it is missing; nil when there is
-// none configured.
-func inboxImporter(cfg config.Config, st *store.Store) (func(context.Context) ([]store.InboxResult, error), error) {
-	if cfg.Fleet.Inbox == "" {
+// fleetImporter prepares the agent for fleet provisioning when the
+// configuration asks for it (fleet.inbox or fleet.provisioners): it makes
+// the import key if there is none — the agent holds the backend, so that
+// keyward enroll can then print the recipient file beside it — and the
+// inbox (0700), and returns what imports the inbox into st; nil when the
+// host takes no bundles.
+func fleetImporter(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (func(context.Context) ([]store.InboxResult, error), error) {
+	if cfg.Fleet.Inbox == "" && len(cfg.Fleet.Provisioners) == 0 {
 		return nil, nil
 	}
 	opts, err := fleetOptions(cfg)
 	if err != nil {
 		return nil, err
+	}
+	switch k, created, err := st.Enroll(ctx, false); {
+	case err != nil:
+		// Served all the same: a restore onto new hardware, say, needs
+		// an operator's keyward enroll --rotate.
+		log.Error("the import key does not open; no bundle can be imported until it is replaced (keyward enroll --rotate)", "err", err)
+	case created:
+		log.Info("import key made; keyward enroll prints its recipient file", "key", k.ID().String())
+	}
+	if cfg.Fleet.Inbox == "" {
+		return nil, nil
 	}
 	if err := os.Mkdir(cfg.Fleet.Inbox, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("cannot make the fleet inbox: %w", err)

@@ -95,12 +95,12 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer b.Close()
-			importInbox, err := inboxImporter(cfg, st)
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			importInbox, err := fleetImporter(ctx, cfg, st, log)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
 			return agent.Run(ctx, agent.RunConfig{
 				Server: agent.Config{
 					Backend:      cfg.Backend,
