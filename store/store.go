@@ -227,7 +227,7 @@ func (s *Store) next(ctx context.Context, name string, versions []uint32, value 
 		}
 		version = versions[len(versions)-1] + 1
 		if err := s.sameKind(name, versions[len(versions)-1], opts.Credential); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	var prevUntil time.Time

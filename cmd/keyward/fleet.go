@@ -143,22 +143,17 @@ func sealCommand() *cli.Command {
 		Name:      "seal",
 		Usage:     "seal a secret for hosts, as signed bundles to ship to them (on a workstation; no HSM needed)",
 		ArgsUsage: "NAME",
-		Description: "seal reads the value like put (standard input, or --from-file) and writes, for each\n" +
+		Description: "seal reads the value like put (standard input, or --from-file; with --exchange and --api-key an\n" +
+			"exchange credential, checked first) and writes, for each\n" +
 			"recipient file given with --to, a bundle OUT/HOST/NAME.kwb, where HOST is the recipient\n" +
 			"file's name without its extension and '/' in NAME is '+'. Each bundle is encrypted to that\n" +
 			"host's import key and signed by the provisioner key (--key FILE, or --pkcs11 URI for a key in\n" +
 			"a token: a smart card, a YubiKey, an HSM). Ship the bundles to the hosts' inboxes\n" +
 			"(fleet.inbox) and reload their agents, or run keyward import there. A newer bundle for the\n" +
 			"same secret replaces an older one; a host refuses one older than what it imported last.",
-		Flags: append(provisionerFlags(),
+		Flags: append(append(provisionerFlags(), sealValueFlags()...),
 			&cli.StringSliceFlag{Name: "to", Usage: "seal for the host of recipient `FILE` (repeat, or use a shell glob)", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "write the bundles under `DIR`", Value: "bundles"},
-			&cli.StringFlag{Name: "from-file", Usage: "read the value from `FILE` instead of stdin"},
-			&cli.BoolFlag{Name: "keep-newline", Usage: "keep a trailing newline in the value"},
-			&cli.StringFlag{Name: "expires", Usage: "stop serving the version after `DURATION` (90d, 12h) or at an RFC 3339 time"},
-			&cli.StringFlag{Name: "exchange", Usage: "the value is an API secret of `EXCHANGE` (binance, bybit, okx, kraken, coinbase)"},
-			&cli.StringFlag{Name: "api-key", Usage: "with --exchange: the exchange's API key `ID` (public)"},
-			&cli.StringFlag{Name: "key-type", Usage: "with --exchange: hmac, ed25519, ecdsa-p256 or rsa", Value: "hmac"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -176,12 +171,6 @@ func sealCommand() *cli.Command {
 				}
 				contents.Expires = t
 			}
-			switch ex, id := c.String("exchange"), c.String("api-key"); {
-			case ex != "" && id != "":
-				contents.Credential = &fleet.Credential{Exchange: ex, KeyID: id, KeyType: c.String("key-type")}
-			case ex != "" || id != "":
-				return usagef("--exchange and --api-key go together")
-			}
 			recipients, err := readRecipients(c.StringSlice("to"))
 			if err != nil {
 				return err
@@ -191,11 +180,14 @@ func sealCommand() *cli.Command {
 				return err
 			}
 			defer done()
-			value, err := readValue(c, name)
+			value, cred, err := readSecret(c, name)
 			if err != nil {
 				return err
 			}
 			defer clear(value)
+			if cred != nil {
+				contents.Credential = &fleet.Credential{Exchange: cred.Exchange, KeyID: cred.KeyID, KeyType: cred.KeyType}
+			}
 			out := c.String("out")
 			for _, r := range recipients {
 				b, err := fleet.Seal(r.Recipient, p, contents, value)
@@ -215,6 +207,18 @@ func sealCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// sealValueFlags are put's value flags that seal takes: all but --grace,
+// which is the host's (store.grace).
+func sealValueFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range valueFlags() {
+		if f.Names()[0] != "grace" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // A recipientFile is a recipient read from a file; host names its

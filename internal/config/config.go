@@ -200,7 +200,6 @@ func Default() Config {
 			FrameTimeout:   Duration{2 * time.Second},
 			IdleTimeout:    Duration{10 * time.Minute},
 		},
-		Fleet: Fleet{Inbox: "/var/lib/keyward/inbox"},
 	}
 }
 
