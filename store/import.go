@@ -41,12 +41,23 @@ const (
 	// wait for the next.
 	MaxInboxFiles = 10000
 
+	// MaxCounterSkew is how far ahead of the host's clock a bundle's
+	// counter (its sealing time) may be: a stolen provisioner key cannot
+	// make a bundle so far in the future that every genuine one after it
+	// is refused as older for longer than this.
+	MaxCounterSkew = time.Hour
+
 	maxCountersFile = 16 << 20
 )
 
-// ErrReplay means a bundle is not newer than the last one imported for
-// its secret: an old bundle delivered again.
-var ErrReplay = errors.New("store: bundle is not newer than the last one imported")
+var (
+	// ErrReplay means a bundle is not newer than the last one imported
+	// for its secret: an old bundle delivered again.
+	ErrReplay = errors.New("store: bundle is not newer than the last one imported")
+	// ErrFuture means a bundle's counter is further ahead of the host's
+	// clock than MaxCounterSkew.
+	ErrFuture = errors.New("store: bundle sealed in the future")
+)
 
 // ImportOptions configure [Store.Import].
 type ImportOptions struct {
@@ -133,6 +144,10 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 			continue
 		case replay(b.Name, b.Counter, counters[b.Name]) != nil:
 			errs[i] = replay(b.Name, b.Counter, counters[b.Name])
+			continue
+		case b.Counter > uint64(s.cfg.Now().Add(MaxCounterSkew).UnixNano()):
+			errs[i] = fmt.Errorf("%w: the bundle for %s was sealed %s, more than %v ahead of this host's clock; check the workstation's clock",
+				ErrFuture, b.Name, counterTime(b.Counter), MaxCounterSkew)
 			continue
 		}
 		e, sidecar, err := s.sealImported(ctx, kit, b, versions[b.Name], values[i], opts)

@@ -186,6 +186,7 @@ func TestImportRefusals(t *testing.T) {
 		{"replayed same", current.Marshal(), store.ErrReplay},
 		{"unknown provisioner", sealTo(t, to, provisioner(t, fleet.KeyEd25519), fleet.Contents{Name: "binance/mm"}, "x").Marshal(), fleet.ErrUntrusted},
 		{"truncated", good[:len(good)/2], nil},
+		{"sealed in the future", sealTo(t, to, p, fleet.Contents{Name: "binance/mm", Counter: uint64(time.Now().Add(2 * time.Hour).UnixNano())}, "x").Marshal(), store.ErrFuture},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
