@@ -104,13 +104,19 @@ func TestEnroll(t *testing.T) {
 	}
 }
 
-func TestImport(t *testing.T) {
+// fleetStore returns a store on a fresh SoftHSM key, enrolled, and a
+// provisioner of the kind given that the import options list.
+func fleetStore(t *testing.T, kind string) (*store.Store, *fleet.Recipient, *fleet.Provisioner, store.ImportOptions) {
+	t.Helper()
 	b, _ := storetest.SoftHSMBackend(t)
 	s := newStore(t, b)
+	p := provisioner(t, kind)
+	return s, enrolled(t, s), p, store.ImportOptions{Provisioners: []*fleet.ProvisionerKey{p.Key()}, Grace: time.Hour}
+}
+
+func TestImport(t *testing.T) {
+	s, to, p, opts := fleetStore(t, fleet.KeyEd25519)
 	ctx := context.Background()
-	to := enrolled(t, s)
-	p := provisioner(t, fleet.KeyEd25519)
-	opts := store.ImportOptions{Provisioners: []*fleet.ProvisionerKey{p.Key()}, Grace: time.Hour}
 	cred := &fleet.Credential{Exchange: "binance", KeyID: "AKID123", KeyType: "hmac"}
 	first := []*fleet.Bundle{
 		sealTo(t, to, p, fleet.Contents{Name: "binance/mm", Credential: cred}, "v1"),
@@ -152,12 +158,8 @@ func TestImport(t *testing.T) {
 // refused with an error that names the case, set aside, and nothing in
 // the store changes.
 func TestImportRefusals(t *testing.T) {
-	b, _ := storetest.SoftHSMBackend(t)
-	s := newStore(t, b)
+	s, to, p, opts := fleetStore(t, fleet.KeyECDSAP256)
 	ctx := context.Background()
-	to := enrolled(t, s)
-	p := provisioner(t, fleet.KeyECDSAP256)
-	opts := store.ImportOptions{Provisioners: []*fleet.ProvisionerKey{p.Key()}}
 	old := sealTo(t, to, p, fleet.Contents{Name: "binance/mm"}, "old")
 	current := sealTo(t, to, p, fleet.Contents{Name: "binance/mm"}, "current")
 	if _, errs, err := s.Import(ctx, []*fleet.Bundle{current}, opts); err != nil || errs[0] != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keyward/keyward/internal/binread"
 	"github.com/keyward/keyward/store/fleet"
 )
 
@@ -68,20 +69,20 @@ func (r *importKeyRecord) marshal() []byte {
 }
 
 func parseImportKeyRecord(b []byte) (*importKeyRecord, error) {
-	rd := reader{b: b}
-	if m := rd.bytes(len(importKeyMagic)); rd.err != nil || [8]byte(m) != importKeyMagic || rd.u8() != importKeyVersion {
+	rd := binread.New(b)
+	if m := rd.Bytes(len(importKeyMagic)); rd.Err() != nil || [8]byte(m) != importKeyMagic || rd.U8() != importKeyVersion {
 		return nil, errors.New("not a keyward import key record, or a newer version")
 	}
-	r := &importKeyRecord{created: time.Unix(int64(rd.u64()), 0).UTC()}
-	r.host = HostID(rd.bytes(HostIDSize))
-	r.keyID = string(rd.bytes(int(rd.u8())))
-	r.public = clone(rd.bytes(int(rd.u16())))
-	r.wrapped = clone(rd.bytes(int(rd.u16())))
+	r := &importKeyRecord{created: time.Unix(int64(rd.U64()), 0).UTC()}
+	r.host = HostID(rd.Bytes(HostIDSize))
+	r.keyID = string(rd.Bytes(int(rd.U8())))
+	r.public = clone(rd.Bytes(int(rd.U16())))
+	r.wrapped = clone(rd.Bytes(int(rd.U16())))
 	switch {
-	case rd.err != nil:
-		return nil, rd.err
-	case rd.off != len(b):
-		return nil, fmt.Errorf("%d trailing bytes", len(b)-rd.off)
+	case rd.Err() != nil:
+		return nil, rd.Err()
+	case rd.Rest() != 0:
+		return nil, fmt.Errorf("%d trailing bytes", rd.Rest())
 	case len(r.public) != fleet.PublicKeySize, len(r.wrapped) == 0, len(r.wrapped) > MaxWrappedKeySize, r.created.Unix() <= 0:
 		return nil, errors.New("a field is out of range")
 	}

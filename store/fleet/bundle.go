@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyward/keyward/internal/binread"
 	"github.com/keyward/keyward/internal/secretname"
 )
 
@@ -270,42 +271,42 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 	if len(raw) > MaxBundleSize {
 		return fail("%d bytes is larger than the %d-byte limit", len(raw), MaxBundleSize)
 	}
-	r := reader{b: raw}
-	if m := r.bytes(len(bundleMagic)); r.err != nil || [8]byte(m) != bundleMagic {
+	r := binread.New(raw)
+	if m := r.Bytes(len(bundleMagic)); r.Err() != nil || [8]byte(m) != bundleMagic {
 		if len(raw) >= 8 && string(raw[:7]) == string(bundleMagic[:7]) {
 			return fail("bundle format %d is not known to this version of keyward", raw[7])
 		}
 		return fail("not a keyward bundle")
 	}
 	var b Bundle
-	b.Host = [HostIDSize]byte(r.bytes(HostIDSize))
-	b.Recipient = KeyID(r.bytes(keyIDSize))
-	typ := r.u8()
-	pub := r.bytes(int(r.u8()))
-	b.Counter = r.u64()
-	b.Name = string(r.bytes(int(r.u8())))
-	if exp := int64(r.u64()); exp != 0 {
+	b.Host = [HostIDSize]byte(r.Bytes(HostIDSize))
+	b.Recipient = KeyID(r.Bytes(keyIDSize))
+	typ := r.U8()
+	pub := r.Bytes(int(r.U8()))
+	b.Counter = r.U64()
+	b.Name = string(r.Bytes(int(r.U8())))
+	if exp := int64(r.U64()); exp != 0 {
 		b.Expires = time.Unix(exp, 0).UTC()
 	}
-	switch kind := r.u8(); {
-	case r.err != nil:
+	switch kind := r.U8(); {
+	case r.Err() != nil:
 	case kind == 1:
 		b.Credential = &Credential{
-			Exchange: string(r.bytes(int(r.u8()))),
-			KeyID:    string(r.bytes(int(r.u16()))),
-			KeyType:  string(r.bytes(int(r.u8()))),
+			Exchange: string(r.Bytes(int(r.U8()))),
+			KeyID:    string(r.Bytes(int(r.U16()))),
+			KeyType:  string(r.Bytes(int(r.U8()))),
 		}
 	case kind != 0:
 		return fail("unknown kind %d", kind)
 	}
-	b.enc = r.bytes(encSize)
-	b.ciphertext = r.bytes(int(r.u32()))
-	b.sig = r.bytes(int(r.u8()))
-	if r.err != nil {
-		return nil, &ParseError{r.err}
+	b.enc = r.Bytes(encSize)
+	b.ciphertext = r.Bytes(int(r.U32()))
+	b.sig = r.Bytes(int(r.U8()))
+	if r.Err() != nil {
+		return nil, &ParseError{r.Err()}
 	}
-	if r.off != len(raw) {
-		return fail("%d trailing bytes", len(raw)-r.off)
+	if r.Rest() != 0 {
+		return fail("%d trailing bytes", r.Rest())
 	}
 	var err error
 	if b.Provisioner, err = newProvisionerKey(typ, pub); err != nil {
@@ -325,34 +326,3 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 	b.sig = append([]byte(nil), b.sig...)
 	return &b, nil
 }
-
-// reader decodes big-endian fields, recording the first error.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-// bytes returns the next n bytes; after an error, zeros for the small
-// fixed-size fields and nil otherwise, so a corrupt length never causes an
-// allocation.
-func (r *reader) bytes(n int) []byte {
-	if r.err == nil && len(r.b)-r.off < n {
-		r.err = fmt.Errorf("truncated: %d bytes", len(r.b))
-	}
-	if r.err != nil {
-		var zero [16]byte
-		if n <= len(zero) {
-			return zero[:n]
-		}
-		return make([]byte, 0)
-	}
-	v := r.b[r.off : r.off+n]
-	r.off += n
-	return v
-}
-
-func (r *reader) u8() uint8   { return r.bytes(1)[0] }
-func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.bytes(2)) }
-func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.bytes(4)) }
-func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.bytes(8)) }
