@@ -218,12 +218,13 @@ get() { ssh_to "$1" timeout 20 runuser -u trader -- keyward get "$2"; }
 for i in 0 1 2; do
 	[ "$(get "$i" binance/mm)" = mm-secret-v1 ] || fail "${hosts[i]}: binance/mm"
 	[ "$(get "$i" okx/exec)" = okx-exec-v1 ] || fail "${hosts[i]}: okx/exec"
-	ssh_to "$i" keyward inspect /var/lib/keyward/binance+cred@1.kwe | grep -q 'binance API key AKIDFLEET' ||
+	# (Outputs are read whole: grep -q closing a pipe early would fail it.)
+	grep -q 'binance API key AKIDFLEET' <<<"$(ssh_to "$i" keyward inspect /var/lib/keyward/binance+cred@1.kwe)" ||
 		fail "${hosts[i]}: binance/cred is not an exchange credential"
-	ssh_to "$i" journalctl -q -t keyward-audit -o cat | grep -q 'bundle binance+mm.kwb from provisioner' ||
+	grep -q 'bundle binance+mm.kwb from provisioner' <<<"$(ssh_to "$i" journalctl -q -t keyward-audit -o cat)" ||
 		fail "${hosts[i]}: no audit event for the import"
 done
-ssh_to 2 grep -q '^backend = "tpm"' /etc/keyward/keyward.toml || fail "kwfleet3 is not on the tpm backend"
+ssh_to 2 grep -q "'^backend = \"tpm\"'" /etc/keyward/keyward.toml || fail "kwfleet3 is not on the tpm backend"
 
 say "a rotation shipped the same way is served by the same agent process"
 declare -a mainpid
@@ -238,7 +239,8 @@ echo "rotation playbook: $((SECONDS - t)) s"
 for i in 0 1 2; do
 	[ "$(get "$i" binance/mm)" = mm-secret-v2 ] || fail "${hosts[i]}: binance/mm after the rotation"
 	[ "$(ssh_to "$i" systemctl show -P MainPID keyward.service)" = "${mainpid[i]}" ] || fail "${hosts[i]}: the agent restarted"
-	ssh_to "$i" runuser -u keyward -- keyward list | grep -Eq '^binance/mm +1 .*grace' || fail "${hosts[i]}: version 1 not in its grace period"
+	grep -Eq '^binance/mm +1 .*grace' <<<"$(ssh_to "$i" runuser -u keyward -- keyward list)" ||
+		fail "${hosts[i]}: version 1 not in its grace period"
 done
 
 say "an old bundle replayed into an inbox is refused and changes nothing"
@@ -248,7 +250,7 @@ ssh_to 0 'chown keyward: /var/lib/keyward/inbox/replayed.kwb && systemctl reload
 for _ in $(seq 100); do ssh_to 0 test -e /var/lib/keyward/inbox/replayed.kwb.rejected && break; sleep 0.1; done
 ssh_to 0 test -e /var/lib/keyward/inbox/replayed.kwb.rejected || fail "the replayed bundle was not refused"
 [ "$(get 0 binance/mm)" = mm-secret-v2 ] || fail "the replayed bundle changed binance/mm"
-ssh_to 0 journalctl -q -t keyward-audit -o cat | grep -q 'replayed.kwb refused: store: bundle is not newer' ||
+grep -q 'replayed.kwb refused: store: bundle is not newer' <<<"$(ssh_to 0 journalctl -q -t keyward-audit -o cat)" ||
 	fail "no audit event for the refused replay"
 
 say "passed"
