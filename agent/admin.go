@@ -203,14 +203,15 @@ func (s *Server) until(name string, version uint32) time.Time {
 	return time.Time{}
 }
 
-// reloadStore re-reads the store and swaps the cache, keeping what fails
-// to load from the cache served.
+// reloadStore imports the fleet inbox, re-reads the store and swaps the
+// cache, keeping what fails to load from the cache served.
 func (s *Server) reloadStore(ctx context.Context) error {
 	if s.cfg.Store == nil {
 		return errNoStore
 	}
 	s.storeMu.Lock()
 	defer s.storeMu.Unlock()
+	s.importInbox(ctx)
 	return s.reloadLocked(ctx)
 }
 

@@ -53,7 +53,11 @@
 // rotation made during an outage is served without a restart. SIGHUP
 // reloads the policy and the store beside the signal loop, so that a hung
 // backend call cannot keep SIGTERM from being handled; a policy or store
-// that fails to reload is logged and the running one kept.
+// that fails to reload is logged and the running one kept. Before the
+// store is read, at start and at every reload (SIGHUP, a Reload request,
+// the backend coming back), the bundles delivered to the fleet inbox are
+// imported (Config.Import, inbox.go): a rotation shipped by a provisioner
+// is served without a restart.
 //
 // # Shutdown
 //
@@ -80,6 +84,7 @@
 //	budget.go   per-uid token buckets; denials.go: the audit budget
 //	run.go      Run: load, serve, signals, prune, expiry warnings, health
 //	listen.go   Listen: the agent's own socket, made safely
+//	inbox.go    the fleet inbox imported before the store is read
 //
 // Subpackages: wire (the protocol), peer (who is asking), policy (who may
 // do what), audit (the trail), exchange (the signing schemes).

@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	defer s.Close()
+	s.importInbox(ctx)
 	cache, _, err := LoadCache(ctx, cfg.Store, nil)
 	if err != nil {
 		return err

@@ -59,6 +59,11 @@ type Config struct {
 	Hasher *peer.Hasher
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Import, if set, imports the bundles provisioners delivered to the
+	// host (store.ImportInbox on the fleet inbox) into Store; it runs
+	// before the store is read at start and at each reload, and each
+	// bundle imported or refused is logged and audited.
+	Import func(ctx context.Context) ([]store.InboxResult, error)
 }
 
 // A Server serves secrets from a [Cache] over Unix stream connections to

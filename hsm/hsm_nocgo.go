@@ -4,7 +4,9 @@ package hsm
 
 import (
 	"context"
+	"crypto"
 	"errors"
+	"io"
 	"runtime"
 )
 
@@ -47,3 +49,21 @@ func (t *Token) Close() error { return nil }
 
 // Destroy reports that this build has no PKCS #11 support.
 func (t *Token) Destroy(ctx context.Context) error { return errNoCgo }
+
+// A Signer would be a private key in a PKCS #11 token. This build has no
+// PKCS #11 support (it needs cgo on Linux): OpenSigner fails, and a
+// provisioner must use a key file instead. Its methods are safe for
+// concurrent use.
+type Signer struct{}
+
+// OpenSigner fails: this build has no PKCS #11 support.
+func OpenSigner(cfg Config) (*Signer, error) { return nil, errNoCgo }
+
+// Public returns nil.
+func (s *Signer) Public() crypto.PublicKey { return nil }
+
+// Sign fails: this build has no PKCS #11 support.
+func (s *Signer) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) { return nil, errNoCgo }
+
+// Close does nothing.
+func (s *Signer) Close() error { return nil }

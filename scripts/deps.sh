@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs the Debian
 # packages keyward's tests and demo need, when they are missing.
 
-keyward_packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libssl-dev gcc libc6-dev ca-certificates systemd-container age openssh-client)
+keyward_packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libssl-dev gcc libc6-dev ca-certificates systemd-container age
+	ansible-core openssh-server openssh-client)
 
 install_deps() {
 	local missing=() p sudo=""

@@ -62,6 +62,9 @@ bash scripts/soak.sh --conns 16 --duration 60s
 step "soak (short): through the fault-injecting PKCS #11 module, 30 s"
 bash scripts/soak.sh --conns 16 --shim --duration 30s
 
+step "fleet provisioning end to end: ansible-playbook and three booted containers (scripts/fleet-e2e.sh)"
+bash scripts/fleet-e2e.sh
+
 step "fuzz (short runs over the committed corpus and beyond)"
 # A count of executions rather than a duration: with a duration, Go's fuzzing
 # coordinator can fail with "context deadline exceeded" when the time runs

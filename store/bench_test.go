@@ -3,10 +3,13 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/fleet"
 	"github.com/keyward/keyward/store/storetest"
 	"github.com/keyward/keyward/tpm"
 )
@@ -91,4 +94,58 @@ func BenchmarkLoad100TPM(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/100-secrets")
+}
+
+// BenchmarkImportInbox1000 imports an inbox of 1,000 bundles (distinct
+// secrets, Ed25519-signed) into a store on SoftHSM: one transaction, one
+// wrap in the token per bundle. It reports milliseconds per 1,000
+// bundles; its baseline, in the same run, is BenchmarkPut1000: the same
+// 1,000 values put one by one (the backend and disk work without the
+// bundles).
+func BenchmarkImportInbox1000(b *testing.B) {
+	backend, _ := storetest.SoftHSMBackend(b)
+	p := provisioner(b, fleet.KeyEd25519)
+	opts := store.ImportOptions{Provisioners: []*fleet.ProvisionerKey{p.Key()}}
+	ctx := context.Background()
+	value := make([]byte, 64)
+	for b.Loop() {
+		b.StopTimer()
+		s := newStore(b, backend)
+		to := enrolled(b, s)
+		inbox := filepath.Join(b.TempDir(), "inbox")
+		if err := os.Mkdir(inbox, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 1000 {
+			bd := sealTo(b, to, p, fleet.Contents{Name: fmt.Sprintf("exchange/key-%04d", i)}, string(value))
+			if err := os.WriteFile(filepath.Join(inbox, fmt.Sprintf("%04d.kwb", i)), bd.Marshal(), 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		res, err := s.ImportInbox(ctx, inbox, opts)
+		if err != nil || len(res) != 1000 || res[999].Imported == nil {
+			b.Fatalf("ImportInbox() = %d results, %v", len(res), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000-bundles")
+}
+
+// BenchmarkPut1000 puts 1,000 64-byte secrets into a store on SoftHSM:
+// the baseline of BenchmarkImportInbox1000.
+func BenchmarkPut1000(b *testing.B) {
+	backend, _ := storetest.SoftHSMBackend(b)
+	ctx := context.Background()
+	value := make([]byte, 64)
+	for b.Loop() {
+		b.StopTimer()
+		s := newStore(b, backend)
+		b.StartTimer()
+		for i := range 1000 {
+			if _, err := s.Put(ctx, fmt.Sprintf("exchange/key-%04d", i), value, store.PutOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000-secrets")
 }

@@ -16,6 +16,8 @@
 //	binance+mm-prod@3.kwe.kwf   its data key sealed to the fleet recovery kit
 //	recovery.kit                the kit's public part; recovery.kit.binding: its hash, wrapped by the backend
 //	fleet.kit                   the fleet kit the .kwf files are sealed to (the configuration names it)
+//	import-key                  the host's import key for fleet bundles (importkey.go): its seed wrapped by the backend
+//	import-counters             the counter of the last bundle imported for each secret (import.go)
 //	root-key, tpm-store-key     key records (keyfile.go): which root key the envelopes are under
 //	nonces/                     nonce marks (nonce.go): per API key, above every nonce the agent issued
 //	.lock                       the flock every writer takes
@@ -37,8 +39,8 @@
 // unreadable to the agent.
 //
 // A change to many files — every envelope re-wrapped (Rewrap, RewrapTo),
-// restored (Restore), a recovery kit made (InitRecovery) or a fleet kit
-// adopted (AdoptFleetKit) — is one
+// restored (Restore), a recovery kit made (InitRecovery), a fleet kit
+// adopted (AdoptFleetKit), a batch of bundles imported (Import) — is one
 // transaction: the new files are written beside the old as .next, then the
 // commit marker, then each .next renamed over its file. Killed before the
 // marker, the old store stands (the .next files go at the next lock);
@@ -66,12 +68,15 @@
 //	keyfile.go     key records
 //	recoverykit.go the recovery kits: InitRecovery, Kit, AdoptFleetKit, RecoveryKit, Restore
 //	nonce.go       NonceMark, SetNonceMark: exchange nonces that grow across restarts
+//	importkey.go   the host's import key: Enroll, ImportKey
+//	import.go      bundles made into versions: Import, ImportInbox, the replay counters
 //	secret.go      Secret: plaintext in locked memory
 //	host.go        the host binding
 //	backend.go     the Backend contract
 //
 // Subpackages: backend (opens the configured backend), recovery (the kit's
-// cryptography), storetest (the conformance suite and test stores).
+// cryptography), fleet (recipient files, bundles and provisioner keys),
+// storetest (the conformance suite and test stores).
 //
 // A Store is safe for concurrent use by goroutines and by processes.
 package store

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/binread"
 	"github.com/keyward/keyward/internal/secretname"
 )
 
@@ -124,42 +125,42 @@ func Parse(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, parseErrorf("%d bytes is larger than the %d-byte limit", len(b), MaxEnvelopeSize)
 	}
-	r := reader{b: b}
-	m := r.bytes(len(magic))
+	r := binread.New(b)
+	m := r.Bytes(len(magic))
 	format := m[len(m)-1]
-	if r.err != nil || [7]byte(m[:7]) != [7]byte(magic[:7]) || format != formatV1 && format != formatV2 {
+	if r.Err() != nil || [7]byte(m[:7]) != [7]byte(magic[:7]) || format != formatV1 && format != formatV2 {
 		return nil, &ParseError{ErrUnknownFormat}
 	}
 	var e Envelope
-	e.Name = string(r.bytes(int(r.u8())))
-	e.Version = r.u32()
-	e.Created = time.Unix(int64(r.u64()), 0).UTC()
-	if exp := int64(r.u64()); exp != 0 {
+	e.Name = string(r.Bytes(int(r.U8())))
+	e.Version = r.U32()
+	e.Created = time.Unix(int64(r.U64()), 0).UTC()
+	if exp := int64(r.U64()); exp != 0 {
 		e.Expires = time.Unix(exp, 0).UTC()
 	}
-	if until := int64(r.u64()); until != 0 {
+	if until := int64(r.U64()); until != 0 {
 		e.PrevUntil = time.Unix(until, 0).UTC()
 	}
 	if format == formatV2 {
-		if kind := r.u8(); r.err == nil && kind != kindCredential {
+		if kind := r.U8(); r.Err() == nil && kind != kindCredential {
 			return nil, parseErrorf("unknown kind %d", kind)
 		}
 		e.Credential = &CredentialInfo{
-			Exchange: string(r.bytes(int(r.u8()))),
-			KeyID:    string(r.bytes(int(r.u16()))),
-			KeyType:  string(r.bytes(int(r.u8()))),
+			Exchange: string(r.Bytes(int(r.U8()))),
+			KeyID:    string(r.Bytes(int(r.U16()))),
+			KeyType:  string(r.Bytes(int(r.U8()))),
 		}
 	}
-	e.KeyID = string(r.bytes(int(r.u8())))
-	e.Host = HostID(r.bytes(HostIDSize))
-	e.WrappedKey = r.bytes(int(r.u16()))
-	e.Nonce = [nonceSize]byte(r.bytes(nonceSize))
-	e.Ciphertext = r.bytes(int(r.u32()))
-	if r.err != nil {
-		return nil, &ParseError{r.err}
+	e.KeyID = string(r.Bytes(int(r.U8())))
+	e.Host = HostID(r.Bytes(HostIDSize))
+	e.WrappedKey = r.Bytes(int(r.U16()))
+	e.Nonce = [nonceSize]byte(r.Bytes(nonceSize))
+	e.Ciphertext = r.Bytes(int(r.U32()))
+	if r.Err() != nil {
+		return nil, &ParseError{r.Err()}
 	}
-	if r.off != len(b) {
-		return nil, parseErrorf("%d trailing bytes", len(b)-r.off)
+	if r.Rest() != 0 {
+		return nil, parseErrorf("%d trailing bytes", r.Rest())
 	}
 	if err := e.Header.validate(); err != nil {
 		return nil, &ParseError{err}
@@ -290,36 +291,5 @@ func (c *CredentialInfo) validate() error {
 	}
 	return nil
 }
-
-// reader decodes big-endian fields, recording the first error.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-// bytes returns the next n bytes. After an error it returns zeros for the
-// fixed-size fields (n <= 16) and nil otherwise, so a corrupt length never
-// causes an allocation.
-func (r *reader) bytes(n int) []byte {
-	if r.err == nil && len(r.b)-r.off < n {
-		r.err = fmt.Errorf("truncated at byte %d", len(r.b))
-	}
-	if r.err != nil {
-		var zero [16]byte
-		if n <= len(zero) {
-			return zero[:n]
-		}
-		return nil
-	}
-	v := r.b[r.off : r.off+n]
-	r.off += n
-	return v
-}
-
-func (r *reader) u8() uint8   { return r.bytes(1)[0] }
-func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.bytes(2)) }
-func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.bytes(4)) }
-func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.bytes(8)) }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -142,26 +142,48 @@ func (s *Store) sealToKits(ctx context.Context, e *Envelope) error {
 	if err != nil {
 		return err
 	}
-	if kit != nil {
-		sealed, err := s.sealedToKit(ctx, kit, e)
-		if err != nil {
-			return fmt.Errorf("failed to seal it to the recovery kit: %w", err)
-		}
-		if err := writeReplace(s.cfg.Dir, sidecarName(e.Name, e.Version), sealed); err != nil {
+	if s.cfg.FleetKit != nil {
+		if _, err := s.adoptFleetKit(ctx, false); err != nil {
 			return err
 		}
 	}
-	if s.cfg.FleetKit == nil {
-		return nil
-	}
-	if _, err := s.adoptFleetKit(ctx, false); err != nil {
+	sidecars, err := s.kitSidecars(ctx, kit, e)
+	if err != nil {
 		return err
 	}
-	sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
-	if err != nil {
-		return fmt.Errorf("failed to seal it to the fleet recovery kit: %w", err)
+	for _, sc := range sidecars {
+		if err := writeReplace(s.cfg.Dir, sc.name, sc.sealed); err != nil {
+			return err
+		}
 	}
-	return writeReplace(s.cfg.Dir, fleetSidecarName(e.Name, e.Version), sealed)
+	return nil
+}
+
+// A sidecar is a data key sealed to a kit, and the file that holds it.
+type sidecar struct {
+	name   string
+	sealed []byte
+}
+
+// kitSidecars returns e's data key sealed to kit (the store's recovery
+// kit, nil if none) and to the configured fleet kit.
+func (s *Store) kitSidecars(ctx context.Context, kit *recovery.Kit, e *Envelope) ([]sidecar, error) {
+	var out []sidecar
+	if kit != nil {
+		sealed, err := s.sealedToKit(ctx, kit, e)
+		if err != nil {
+			return nil, fmt.Errorf("failed to seal it to the recovery kit: %w", err)
+		}
+		out = append(out, sidecar{sidecarName(e.Name, e.Version), sealed})
+	}
+	if s.cfg.FleetKit != nil {
+		sealed, err := s.sealedToKit(ctx, s.cfg.FleetKit, e)
+		if err != nil {
+			return nil, fmt.Errorf("failed to seal it to the fleet recovery kit: %w", err)
+		}
+		out = append(out, sidecar{fleetSidecarName(e.Name, e.Version), sealed})
+	}
+	return out, nil
 }
 
 // removeSidecars removes the data keys of a version sealed to the kits.

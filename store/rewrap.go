@@ -40,11 +40,30 @@ func (s *Store) Rewrap(ctx context.Context, rewrap func(wrapped []byte) ([]byte,
 		return 0, err
 	}
 	defer unlock()
-	extra, err := s.kitBindingWith(ctx, rewrap)
+	extra, err := s.keyFilesWith(ctx, rewrap, s.cfg.Backend)
 	if err != nil {
 		return 0, err
 	}
 	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) { return s.rewrapOne(ctx, e, rewrap) }, extra)
+}
+
+// keyFilesWith returns the files that hold keys wrapped by the backend —
+// the recovery kit's binding, the import key — re-wrapped by rewrap, for
+// the backend to, to be replaced in the same transaction as the envelopes.
+func (s *Store) keyFilesWith(ctx context.Context, rewrap func([]byte) ([]byte, error), to Backend) (map[string][]byte, error) {
+	extra, err := s.kitBindingWith(ctx, rewrap)
+	if err != nil {
+		return nil, err
+	}
+	imp, err := s.importKeyWith(rewrap, to)
+	if err != nil {
+		return nil, err
+	}
+	if extra == nil {
+		extra = map[string][]byte{}
+	}
+	maps.Copy(extra, imp)
+	return extra, nil
 }
 
 // kitBindingWith returns, when the store has a recovery kit, its binding
@@ -86,50 +105,85 @@ func (s *Store) replaceAllWith(ctx context.Context, transform func(*Envelope) (*
 	if len(damaged) > 0 {
 		return 0, fmt.Errorf("the store has %d damaged envelopes (first: %w); remove or restore them first", len(damaged), damaged[0])
 	}
-	var written []string
-	abort := func(err error) (int, error) {
-		if _, serr := os.Stat(filepath.Join(s.cfg.Dir, commitMarker)); serr == nil {
-			// Committed after all: the next lock finishes it.
-			return 0, fmt.Errorf("the re-wrap is committed but not finished (it completes at the next write to the store): %w", err)
-		}
-		for _, p := range written {
-			os.Remove(p)
-		}
-		return 0, err
-	}
+	t := s.begin()
 	for _, e := range envs {
 		if transform == nil {
 			break // only the extra files
 		}
 		if err := ctx.Err(); err != nil {
-			return abort(err)
+			return 0, t.abort(err)
 		}
 		ne, err := transform(e)
 		if err != nil {
-			return abort(fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
+			return 0, t.abort(fmt.Errorf("%s version %d: %w", e.Name, e.Version, err))
 		}
-		path := filepath.Join(s.cfg.Dir, fileName(e.Name, e.Version)+nextExt)
-		os.Remove(path)
-		if err := writeNew(s.cfg.Dir, filepath.Base(path), ne.Marshal()); err != nil {
-			return abort(err)
+		if err := t.add(fileName(e.Name, e.Version), ne.Marshal()); err != nil {
+			return 0, t.abort(err)
 		}
-		written = append(written, path)
 	}
 	for name, b := range extra {
-		path := filepath.Join(s.cfg.Dir, name+nextExt)
-		os.Remove(path)
-		if err := writeNew(s.cfg.Dir, filepath.Base(path), b); err != nil {
-			return abort(err)
+		if err := t.add(name, b); err != nil {
+			return 0, t.abort(err)
 		}
-		written = append(written, path)
 	}
-	if err := writeNew(s.cfg.Dir, commitMarker, nil); err != nil {
-		return abort(err)
-	}
-	if err := s.finishRewrap(); err != nil {
-		return 0, fmt.Errorf("the re-wrap is committed but not finished (it completes at the next write to the store): %w", err)
+	if err := t.commit(); err != nil {
+		return 0, err
 	}
 	return len(envs), nil
+}
+
+// A txn is one store transaction (see the top of this file) being
+// written; the caller holds the lock.
+type txn struct {
+	s       *Store
+	written []string
+}
+
+func (s *Store) begin() *txn { return &txn{s: s} }
+
+// add writes the new contents of the file name beside it, as name.next.
+func (t *txn) add(name string, b []byte) error {
+	path := filepath.Join(t.s.cfg.Dir, name+nextExt)
+	os.Remove(path)
+	// Synced, linked; the directory is synced once, by commit.
+	tmp, err := writeTemp(t.s.cfg.Dir, b)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	t.written = append(t.written, path)
+	return nil
+}
+
+// abort removes what add wrote, unless the transaction was committed
+// after all, and returns err.
+func (t *txn) abort(err error) error {
+	if _, serr := os.Stat(filepath.Join(t.s.cfg.Dir, commitMarker)); serr == nil {
+		// Committed after all: the next lock finishes it.
+		return fmt.Errorf("the transaction is committed but not finished (it completes at the next write to the store): %w", err)
+	}
+	for _, p := range t.written {
+		os.Remove(p)
+	}
+	return err
+}
+
+// commit writes the commit marker, once every file added is durable, and
+// moves them into place.
+func (t *txn) commit() error {
+	if err := syncDir(t.s.cfg.Dir); err != nil {
+		return t.abort(err)
+	}
+	if err := writeNew(t.s.cfg.Dir, commitMarker, nil); err != nil {
+		return t.abort(err)
+	}
+	if err := t.s.finishRewrap(); err != nil {
+		return fmt.Errorf("the transaction is committed but not finished (it completes at the next write to the store): %w", err)
+	}
+	return nil
 }
 
 // rewrapOne returns e with a new wrapped key and its secret re-encrypted.
@@ -211,21 +265,18 @@ func (s *Store) RewrapTo(ctx context.Context, to Backend, records map[string][]b
 		return 0, err
 	}
 	defer unlock()
-	// The recovery kit's binding moves to the new key in the same
-	// transaction, after the kit is verified under the old one.
-	extra, err := s.kitBindingWith(ctx, func(w []byte) ([]byte, error) {
-		sum, err := s.cfg.Backend.Unwrap(ctx, w)
+	// The recovery kit's binding and the import key move to the new key
+	// in the same transaction, after the kit is verified under the old one.
+	extra, err := s.keyFilesWith(ctx, func(w []byte) ([]byte, error) {
+		key, err := s.cfg.Backend.Unwrap(ctx, w)
 		if err != nil {
 			return nil, err
 		}
-		defer clear(sum)
-		return to.Wrap(ctx, sum)
-	})
+		defer clear(key)
+		return to.Wrap(ctx, key)
+	}, to)
 	if err != nil {
 		return 0, err
-	}
-	if extra == nil {
-		extra = map[string][]byte{}
 	}
 	maps.Copy(extra, records)
 	return s.replaceAllWith(ctx, func(e *Envelope) (*Envelope, error) {

@@ -163,15 +163,8 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 	if s.cfg.Backend == nil {
 		return 0, errors.New("store: no backend configured")
 	}
-	now := s.cfg.Now().Truncate(time.Second)
-	if !opts.Expires.IsZero() && !opts.Expires.After(now) {
-		return 0, inputErrorf("expiry %s is not in the future", opts.Expires.UTC().Format(time.RFC3339))
-	}
-	if opts.Grace < 0 {
-		return 0, inputErrorf("grace period %v is negative", opts.Grace)
-	}
-	if len(value) > MaxSecretSize {
-		return 0, inputErrorf("secret of %d bytes is larger than the %d-byte limit", len(value), MaxSecretSize)
+	if err := s.checkPut(value, opts); err != nil {
+		return 0, err
 	}
 	unlock, err := s.lock()
 	if err != nil {
@@ -182,17 +175,58 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 	if err != nil {
 		return 0, err
 	}
+	e, err := s.next(ctx, name, versions, value, opts)
+	if err != nil {
+		return 0, err
+	}
+	// With recovery kits, the data key is sealed to them first: an
+	// envelope is never published that a kit could not recover.
+	if err := s.sealToKits(ctx, e); err != nil {
+		return 0, fmt.Errorf("failed to store %s: %w", name, err)
+	}
+	if err := writeNew(s.cfg.Dir, fileName(name, e.Version), e.Marshal()); err != nil {
+		return 0, fmt.Errorf("failed to store %s: %w", name, err)
+	}
+	return e.Version, nil
+}
+
+// checkPut refuses a value or options that no state of the store would
+// accept.
+func (s *Store) checkPut(value []byte, opts PutOptions) error {
+	now := s.cfg.Now().Truncate(time.Second)
+	if !opts.Expires.IsZero() && !opts.Expires.After(now) {
+		return inputErrorf("expiry %s is not in the future", opts.Expires.UTC().Format(time.RFC3339))
+	}
+	if opts.Grace < 0 {
+		return inputErrorf("grace period %v is negative", opts.Grace)
+	}
+	if len(value) > MaxSecretSize {
+		return inputErrorf("secret of %d bytes is larger than the %d-byte limit", len(value), MaxSecretSize)
+	}
+	if c := opts.Credential; c != nil {
+		if err := c.validate(); err != nil {
+			return inputError{err}
+		}
+	}
+	return nil
+}
+
+// next seals value as the version of name that follows versions (those on
+// disk, ascending). The caller holds the lock, seals the data key to the
+// recovery kit if there is one, and writes the envelope.
+func (s *Store) next(ctx context.Context, name string, versions []uint32, value []byte, opts PutOptions) (*Envelope, error) {
+	now := s.cfg.Now().Truncate(time.Second)
 	var version uint32 = 1
 	if len(versions) == 0 && opts.MustExist {
-		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	if len(versions) > 0 {
 		if !opts.NewVersion {
-			return 0, fmt.Errorf("%w: %s has version %d", ErrExists, name, versions[len(versions)-1])
+			return nil, fmt.Errorf("%w: %s has version %d", ErrExists, name, versions[len(versions)-1])
 		}
 		version = versions[len(versions)-1] + 1
 		if err := s.sameKind(name, versions[len(versions)-1], opts.Credential); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	var prevUntil time.Time
@@ -209,17 +243,9 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, opts PutOpti
 		Host:       s.cfg.Host,
 	}, value)
 	if err != nil {
-		return 0, fmt.Errorf("failed to seal %s: %w", name, err)
+		return nil, fmt.Errorf("failed to seal %s: %w", name, err)
 	}
-	// With recovery kits, the data key is sealed to them first: an
-	// envelope is never published that a kit could not recover.
-	if err := s.sealToKits(ctx, e); err != nil {
-		return 0, fmt.Errorf("failed to store %s: %w", name, err)
-	}
-	if err := writeNew(s.cfg.Dir, fileName(name, version), e.Marshal()); err != nil {
-		return 0, fmt.Errorf("failed to store %s: %w", name, err)
-	}
-	return version, nil
+	return e, nil
 }
 
 // sameKind refuses a new version of another kind than the latest one: a
@@ -463,6 +489,25 @@ func (s *Store) RemoveVersion(name string, version uint32) (int, error) {
 	}
 	s.removeSidecars(name, version)
 	return 1, syncDir(s.cfg.Dir)
+}
+
+// allVersions lists the versions of every secret present on disk,
+// ascending, by name.
+func (s *Store) allVersions() (map[string][]uint32, error) {
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the store: %w", err)
+	}
+	vs := map[string][]uint32{}
+	for _, ent := range ents {
+		if n, v, ok := parseFileName(ent.Name()); ok {
+			vs[n] = append(vs[n], v)
+		}
+	}
+	for _, v := range vs {
+		slices.Sort(v)
+	}
+	return vs, nil
 }
 
 // versions lists the versions of name present on disk, ascending.

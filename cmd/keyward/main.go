@@ -85,6 +85,10 @@ func commands() []*cli.Command {
 		resealCommand(),
 		recoveryCommand(),
 		rewrapCommand(),
+		enrollCommand(),
+		sealCommand(),
+		importCommand(),
+		provisionerCommand(),
 		{
 			Name:  "version",
 			Usage: "print the keyward version",

@@ -175,6 +175,30 @@ func valueFlags() []cli.Flag {
 	}
 }
 
+// readSecret reads the value that put, rotate and seal store, with
+// --exchange and --api-key an exchange credential's, which is checked with
+// the exchange's rules first (cred nil: a plain secret). The caller
+// clears the value.
+func readSecret(c *cli.Context, name string) (value []byte, cred *store.CredentialInfo, err error) {
+	x, keyID, err := credentialFlags(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if x == string(exchange.OKX) && c.String("from-file") == "" && isTerminal(c.App.Reader) {
+		value, err = readOKXCredential(name)
+	} else {
+		value, err = readValue(c, name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if cred, err = checkCredential(x, keyID, value); err != nil {
+		clear(value)
+		return nil, nil, err
+	}
+	return value, cred, nil
+}
+
 // storeValue is put and rotate: it seals the value read from stdin or a
 // file as the first or the next version (mustExist: only the next), through
 // a running agent, which serves it at once, or in the store directly.
@@ -205,24 +229,11 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 			return usagef("--grace: %v", err)
 		}
 	}
-	x, keyID, err := credentialFlags(c)
-	if err != nil {
-		return err
-	}
-	var value []byte
-	if x == string(exchange.OKX) && c.String("from-file") == "" && isTerminal(c.App.Reader) {
-		value, err = readOKXCredential(name)
-	} else {
-		value, err = readValue(c, name)
-	}
+	value, cred, err := readSecret(c, name)
 	if err != nil {
 		return err
 	}
 	defer clear(value)
-	cred, err := checkCredential(x, keyID, value)
-	if err != nil {
-		return err
-	}
 	cl, err := runningAgent(c, cfg)
 	if err != nil {
 		return err

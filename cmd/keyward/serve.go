@@ -104,6 +104,10 @@ func serveCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			importInbox, err := fleetImporter(ctx, cfg, st, log)
+			if err != nil {
+				return err
+			}
 			return agent.Run(ctx, agent.RunConfig{
 				Server: agent.Config{
 					Backend:      cfg.Backend,
@@ -113,6 +117,7 @@ func serveCommand() *cli.Command {
 					MaxConns:     cfg.Agent.MaxConnections,
 					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
 					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
+					Import:       importInbox,
 				},
 				Store:          st,
 				PolicyPath:     cfg.Agent.Policy,

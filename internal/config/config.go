@@ -45,6 +45,7 @@ type Config struct {
 	TPM      TPM      `toml:"tpm"`
 	Agent    Agent    `toml:"agent"`
 	Recovery Recovery `toml:"recovery"`
+	Fleet    Fleet    `toml:"fleet"`
 }
 
 // Recovery configures the break-glass recovery kits (docs/recovery.md).
@@ -53,6 +54,18 @@ type Recovery struct {
 	// kit (keyward recovery init --fleet): every data key is also sealed
 	// to it.
 	FleetKit string `toml:"fleet_kit"`
+}
+
+// Fleet configures provisioning from a workstation (docs/fleet.md): which
+// provisioners this host takes bundles from, and where they arrive.
+type Fleet struct {
+	// Provisioners are the public keys whose bundles the host imports,
+	// as keyward provisioner prints them ("ed25519:BASE64",
+	// "ecdsa-p256:BASE64"). Empty: none.
+	Provisioners []string `toml:"provisioners"`
+	// Inbox is the directory the agent imports bundles from at start and
+	// at each reload; empty: none.
+	Inbox string `toml:"inbox"`
 }
 
 // TPM configures the TPM 2.0 backend.
@@ -292,6 +305,9 @@ func (c *Config) Validate() error {
 	}
 	if k := c.Recovery.FleetKit; k != "" && !filepath.IsAbs(k) {
 		return fmt.Errorf("recovery.fleet_kit %q is not an absolute path", k)
+	}
+	if c.Fleet.Inbox != "" && !filepath.IsAbs(c.Fleet.Inbox) {
+		return fmt.Errorf("fleet.inbox %q is not an absolute path", c.Fleet.Inbox)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ func TestLoad(t *testing.T) {
 	path := filepath.Join(dir, "keyward.toml")
 
 	cfg, err := Load(path, false)
-	if err != nil || cfg != Default() {
+	if err != nil || !reflect.DeepEqual(cfg, Default()) {
 		t.Fatalf("Load(missing, optional) = %+v, %v; want defaults", cfg, err)
 	}
 	if _, err := Load(path, true); err == nil {
