@@ -14,10 +14,41 @@
 //
 //	{"time":"…","level":"INFO","msg":"decision","log":"audit","caller":{"uid":1001,…},
 //	 "op":"get","decision":"allow","secret":"binance/mm-prod","version":3,
-//	 "rule":"bots","reason":"rule \"bots\" grants get on binance/*","latency_us":9}
+//	 "rule":"bots","reason":"rule \"bots\" grants get on binance/*","latency_us":9,
+//	 "seq":42,"prev":"5be1…","hash":"9f0c…"}
 //
 // In the journal each field is its own journal field (CALLER_UID, DECISION,
 // SECRET…) under SYSLOG_IDENTIFIER=keyward-audit.
+//
+// # The chain
+//
+// A JSON trail (a file, or standard error) is a hash chain. Each line ends
+// with its sequence number, the hash of the line before (prev) and its own
+// hash: the hex SHA-256 of every byte of the line before `,"hash":`. The
+// Log writes events of its own: a start event first (op "start"), whose
+// prev is the hash of the file's last line, read when the file is opened,
+// so that runs of the agent make one chain; a stop event at [Log.Close];
+// and, when [Log.Reopen] moves to a new file after logrotate renamed the
+// old one, a rotate event ending the old file and a start event beginning
+// the new one. Sealing costs a SHA-256 of the line on the Log's goroutine,
+// nothing on the request path. The journal is not chained: journald seals
+// its own files (journalctl --setup-keys, --verify).
+//
+// [Verify] reads a trail back and reports where it is not what the Log
+// wrote: a line that is not an event, an event edited (its hash), deleted
+// (a gap in the sequence numbers), inserted, repeated or moved (a link to
+// an event that is not the one before), a new chain started in the middle
+// of one.
+//
+// What the chain cannot show: the hash has no key, so whoever can write
+// the file (root, or the keyward user) can also rewrite it from any event
+// on with every hash recomputed, or cut its end while the agent is
+// stopped, and the chain holds. A head (the newest event's seq and hash,
+// [Log.Head]) recorded where that writer cannot reach finds both: once the
+// trail no longer holds the recorded head, it was cut or rewritten. The
+// agent logs the head at each rotation and stop; shipping the trail or
+// those heads off the host as they are written is what makes the trail
+// evidence. [ReadFiles] and [ReadJournal] read events back for queries.
 //
 // # Writing
 //
@@ -34,7 +65,6 @@
 package audit
 
 import (
-	"context"
 	"encoding/hex"
 	"log/slog"
 	"strconv"
@@ -62,6 +92,11 @@ const (
 	KeyDigest     = "digest" // the SHA-256 of what was signed or MACed, in hex
 	KeySuppressed = "suppressed"
 	KeyLatency    = "latency_us"
+
+	// The chain's fields, last on each line of a file trail.
+	KeySeq  = "seq"
+	KeyPrev = "prev"
+	KeyHash = "hash"
 )
 
 // Message is the message of every event.
@@ -190,14 +225,3 @@ func (s *Source) Emit(e Event) { s.l.q.push(queued{h: s.h, e: e, request: true})
 // Emit queues an event of the agent's own; it blocks only while the queue
 // or the unwritten bytes are at their bound (see the package doc).
 func (l *Log) Emit(e Event) { l.q.push(queued{h: l.h, e: e}) }
-
-// write formats one queued event.
-func write(q *queued, attrs []slog.Attr) []slog.Attr {
-	attrs = q.e.attrs(attrs[:0], q.request)
-	r := slog.NewRecord(time.Now(), q.e.Level, Message, 0)
-	r.AddAttrs(attrs...)
-	// The handlers here write to memory, or to the journal, whose handler
-	// falls back to JSON on standard error: no error is left to act on.
-	_ = q.h.Handle(context.Background(), r)
-	return attrs
-}

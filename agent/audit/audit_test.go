@@ -56,7 +56,8 @@ func (w *flakyWriter) lines(t *testing.T) []map[string]any {
 }
 
 // TestLogRetries: events emitted while the destination fails are kept and
-// written, in order, once it works again; the failure is reported once.
+// written, in order, once it works again, between the trail's start and
+// stop events; the failure is reported once.
 func TestLogRetries(t *testing.T) {
 	w := &flakyWriter{broken: true}
 	var mu sync.Mutex
@@ -75,7 +76,7 @@ func TestLogRetries(t *testing.T) {
 	for _, ev := range w.lines(t) {
 		ops = append(ops, ev[audit.KeyOp].(string))
 	}
-	if strings.Join(ops, ",") != "one,two,three" {
+	if strings.Join(ops, ",") != "start,one,two,three,stop" {
 		t.Errorf("written ops = %v, want every event once, in order", ops)
 	}
 	mu.Lock()
@@ -100,9 +101,10 @@ func TestEventFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := w.lines(t)
-	if len(evs) != 3 {
-		t.Fatalf("%d lines, want 3", len(evs))
+	if len(evs) != 5 || evs[0][audit.KeyOp] != audit.OpStart || evs[4][audit.KeyOp] != audit.OpStop {
+		t.Fatalf("%d lines, want a start event, 3 events and a stop event", len(evs))
 	}
+	evs = evs[1:4]
 	get := evs[0]
 	for k, want := range map[string]any{
 		audit.KeyLog: "audit", "msg": audit.Message, audit.KeyOp: "get", audit.KeyDecision: "allow",

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,21 +40,42 @@ type Config struct {
 
 // A Log writes audit events; see the package doc.
 type Log struct {
-	h       slog.Handler
-	q       *queue
+	h    slog.Handler
+	q    *queue
+	path string // the file trail's path, reopened by Reopen; "" for another destination
+
+	// Once started, the goroutine owns the fields down to stopped; Close
+	// reads file after the goroutine ends.
 	buf     *bytes.Buffer // what h wrote and is not yet written; nil for the journal
+	chain   *chain        // nil for the journal
 	out     io.Writer
-	closeFn func() error
+	file    *os.File // the file trail, or nil
 	onError func(error)
+	attrs   []slog.Attr
 	failing bool
+	stopped bool
+	reopen  chan chan reopened
 	done    chan struct{}
+
+	mu      sync.Mutex // guards head and pending, published after each batch
+	head    Head
+	pending int
 }
+
+// Op values of the events the Log writes itself, in a file trail or on
+// standard error, never in the journal.
+const (
+	OpStart  = "start"  // the first event after the Log opens the trail or a new file
+	OpStop   = "stop"   // the last event, written by Close
+	OpRotate = "rotate" // the last event of a file that Reopen leaves
+)
 
 // Open opens the destination cfg names and starts the Log's goroutine.
 // A file's directories must be trusted (see package internal/trust): the
 // agent appends to it with its privileges, so a directory others could
 // write would let them point it at any file. The file is not followed if
-// it is a symbolic link.
+// it is a symbolic link. Its last event is read, and the trail continues
+// from it with a start event (see the package doc).
 func Open(cfg Config) (*Log, error) {
 	stderr := cfg.Stderr
 	if stderr == nil {
@@ -65,45 +87,92 @@ func Open(cfg Config) (*Log, error) {
 	}
 	if path == "stderr" && cfg.Journal {
 		h := systemd.NewJournalHandler(systemd.AuditIdentifier, stderr, nil)
-		return start(h, nil, nil, nil, cfg.OnError), nil
+		return start(&Log{h: h, onError: cfg.OnError}, tail{}), nil
 	}
-	out, closeFn := stderr, func() error { return nil }
-	if path != "stderr" {
-		if err := trust.CheckDirs("audit log", path); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("failed to open the audit log: %w", err)
-		}
-		out, closeFn = f, f.Close
+	if path == "stderr" {
+		return start(jsonLog(stderr, cfg.OnError, Head{}), tail{empty: true}), nil
 	}
-	buf := new(bytes.Buffer)
-	return start(jsonHandler(buf), buf, out, closeFn, cfg.OnError), nil
+	f, t, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	l := jsonLog(f, cfg.OnError, t.head)
+	l.file, l.path = f, path
+	return start(l, t), nil
 }
 
-func jsonHandler(buf *bytes.Buffer) slog.Handler {
-	return slog.NewJSONHandler(buf, nil).WithAttrs([]slog.Attr{slog.String(KeyLog, "audit")})
+// openFile opens a file trail to append to and reads its last event.
+func openFile(path string) (*os.File, tail, error) {
+	if err := trust.CheckDirs("audit log", path); err != nil {
+		return nil, tail{}, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, tail{}, fmt.Errorf("failed to open the audit log: %w", err)
+	}
+	t, err := readTail(f)
+	if err != nil {
+		f.Close()
+		return nil, tail{}, fmt.Errorf("failed to read the end of the audit log %s: %w", path, err)
+	}
+	return f, t, nil
 }
 
 // New returns a Log writing JSON events, one per line, to w, and starts its
 // goroutine. Close it to write what is left.
 func New(w io.Writer, onError func(error)) *Log {
-	buf := new(bytes.Buffer)
-	return start(jsonHandler(buf), buf, w, nil, onError)
+	return start(jsonLog(w, onError, Head{}), tail{empty: true})
 }
 
-func start(h slog.Handler, buf *bytes.Buffer, out io.Writer, closeFn func() error, onError func(error)) *Log {
-	if closeFn == nil {
-		closeFn = func() error { return nil }
+// jsonLog returns a Log writing JSON lines to out, chained from head.
+func jsonLog(out io.Writer, onError func(error), head Head) *Log {
+	buf := new(bytes.Buffer)
+	h := slog.NewJSONHandler(buf, nil).WithAttrs([]slog.Attr{slog.String(KeyLog, "audit")})
+	return &Log{h: h, buf: buf, chain: newChain(head), out: out, onError: onError}
+}
+
+// start writes the start event of a chained Log that continues from t,
+// and starts the goroutine.
+func start(l *Log, t tail) *Log {
+	l.q, l.reopen, l.done = newQueue(), make(chan chan reopened), make(chan struct{})
+	if l.chain != nil {
+		if t.torn {
+			l.buf.WriteByte('\n') // the partial line stays a line of its own
+		}
+		l.format(l.h, &Event{Level: t.startLevel(), Op: OpStart, Reason: t.startReason()}, false)
+		l.publish()
 	}
-	l := &Log{h: h, q: newQueue(), buf: buf, out: out, closeFn: closeFn, onError: onError, done: make(chan struct{})}
 	go l.run()
 	return l
 }
 
-// Close writes the events still queued and closes the destination. It
-// waits at most wait for a destination that does not take writes.
+// Head returns the newest event of a chained Log: written, or about to
+// be. It is the zero Head for the journal.
+func (l *Log) Head() Head {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// Stats are a Log's counts, for metrics.
+type Stats struct {
+	Emitted uint64 // events emitted since the Log started
+	Queued  int    // events emitted and not yet formatted (at most 8192)
+	Pending int    // bytes formatted and not yet written: more than a batch means the destination fails
+}
+
+// Stats returns the Log's counts. No event is ever dropped: while the
+// destination fails, events wait (see the package doc).
+func (l *Log) Stats() Stats {
+	emitted, queued := l.q.counts()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Emitted: emitted, Queued: queued, Pending: l.pending}
+}
+
+// Close writes the events still queued, ends a chained trail with a stop
+// event and closes the destination. It waits at most wait for a
+// destination that does not take writes.
 func (l *Log) Close(wait time.Duration) error {
 	l.q.close()
 	select {
@@ -111,7 +180,38 @@ func (l *Log) Close(wait time.Duration) error {
 	case <-time.After(wait):
 		return errors.New("audit: events not written: the audit destination does not accept writes")
 	}
-	return l.closeFn()
+	if l.file != nil {
+		return l.file.Close()
+	}
+	return nil
+}
+
+// reopened is the answer to a Reopen.
+type reopened struct {
+	ok  bool
+	err error
+}
+
+// Reopen makes a file trail continue in a new file when the file at its
+// path is no longer the one it writes (logrotate renamed it): the old file
+// ends with a rotate event, and the new one, created 0600 if missing,
+// begins with a start event that continues the chain, so that the files
+// verify as one trail. No event is lost: each is in one file or the
+// other. It reports whether it opened a new file; it does nothing for
+// standard error, the journal, or a file still at its path. When the new
+// file cannot be opened, events go on to the old one.
+func (l *Log) Reopen() (bool, error) {
+	if l.path == "" {
+		return false, nil
+	}
+	answer := make(chan reopened, 1)
+	select {
+	case l.reopen <- answer:
+	case <-l.done:
+		return false, errors.New("audit: the log is closed")
+	}
+	r := <-answer
+	return r.ok, r.err
 }
 
 // run writes queued events every batch interval until the queue is closed
@@ -120,19 +220,86 @@ func (l *Log) run() {
 	defer close(l.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var attrs []slog.Attr
+	var reopen chan reopened
 	for {
 		batch, closed := l.q.take()
 		for i := range batch {
-			attrs = write(&batch[i], attrs)
+			l.format(batch[i].h, &batch[i].e, batch[i].request)
 		}
 		l.q.done(batch)
+		if reopen != nil {
+			ok, err := l.rotate()
+			reopen <- reopened{ok, err}
+			reopen = nil
+		}
+		if closed && l.chain != nil && !l.stopped {
+			l.format(l.h, &Event{Op: OpStop, Reason: "the agent closed the trail"}, false)
+			l.stopped = true
+		}
 		l.flush(closed)
+		l.publish()
 		if closed && (l.buf == nil || l.buf.Len() == 0) {
 			return
 		}
-		<-t.C
+		select {
+		case <-t.C:
+		case reopen = <-l.reopen:
+		}
 	}
+}
+
+// format formats one event, sealed by the chain if there is one.
+func (l *Log) format(h slog.Handler, e *Event, request bool) {
+	l.attrs = e.attrs(l.attrs[:0], request)
+	r := slog.NewRecord(time.Now(), e.Level, Message, 0)
+	r.AddAttrs(l.attrs...)
+	if l.chain == nil {
+		// The journal's handler falls back to JSON on standard error: no
+		// error is left to act on.
+		_ = h.Handle(context.Background(), r)
+		return
+	}
+	start := l.buf.Len()
+	_ = h.Handle(context.Background(), r) // writes to memory
+	l.chain.seal(l.buf, start)
+}
+
+// rotate moves a file trail to a new file at its path, if the file there
+// is another (see Reopen).
+func (l *Log) rotate() (bool, error) {
+	if fi, err := l.file.Stat(); err == nil {
+		if at, err := os.Lstat(l.path); err == nil && os.SameFile(fi, at) {
+			return false, nil
+		}
+	}
+	f, t, err := openFile(l.path)
+	if err != nil {
+		return false, err
+	}
+	l.format(l.h, &Event{Op: OpRotate, Reason: "the trail continues in a new file at " + l.path}, false)
+	l.flush(false) // what the old file does not take goes to the new one
+	old := l.file
+	l.file, l.out = f, f
+	old.Close()
+	if t.torn {
+		l.buf.WriteByte('\n')
+	}
+	reason := fmt.Sprintf("the trail continues from seq %d, the last event of the file that was at %s before it was renamed", l.chain.seq, l.path)
+	if !t.empty {
+		reason += "; the lines before this one were in the file already and are not part of the trail"
+	}
+	l.format(l.h, &Event{Op: OpStart, Reason: reason}, false)
+	return true, nil
+}
+
+// publish makes the head and the bytes pending visible to Head and Stats.
+func (l *Log) publish() {
+	if l.chain == nil {
+		return
+	}
+	l.mu.Lock()
+	l.head, l.pending = l.chain.head(), l.buf.Len()
+	l.mu.Unlock()
 }
 
 // flush writes the bytes formatted so far, keeping what could not be
@@ -175,6 +342,7 @@ type queue struct {
 	pending []queued
 	spare   []queued
 	closed  bool
+	emitted uint64
 }
 
 func newQueue() *queue {
@@ -189,7 +357,14 @@ func (q *queue) push(e queued) {
 		q.space.Wait()
 	}
 	q.pending = append(q.pending, e)
+	q.emitted++
 	q.mu.Unlock()
+}
+
+func (q *queue) counts() (emitted uint64, queued int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.emitted, len(q.pending)
 }
 
 // take returns the queued events; done gives the slice back for reuse.
