@@ -51,7 +51,8 @@
 // state is logged and audited once; when the backend answers again and
 // versions did not load for lack of it, the store is reloaded, so that a
 // rotation made during an outage is served without a restart. SIGHUP
-// reloads the policy and the store beside the signal loop, so that a hung
+// reopens a file audit trail that logrotate renamed, and reloads the
+// policy and the store, beside the signal loop, so that a hung
 // backend call cannot keep SIGTERM from being handled; a policy or store
 // that fails to reload is logged and the running one kept. Before the
 // store is read, at start and at every reload (SIGHUP, a Reload request,

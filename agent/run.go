@@ -57,7 +57,8 @@ const (
 )
 
 // Run loads the policy and every secret, serves on cfg.Listener until ctx
-// is done, reloads policy and store on SIGHUP, and on exit drains
+// is done, reopens a file audit trail (after logrotate renamed it) and
+// reloads policy and store on SIGHUP, and on exit drains
 // connections and zeroes every secret. A policy or store that fails to
 // load at start is an error; on reload it is logged and the running one
 // kept, so the agent never fails open and never drops what it serves.
@@ -126,6 +127,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		reloading = true
 		notify(EventReloading, "reloading policy and store")
 		go func() {
+			s.reopenAudit()
 			s.reload(ctx, cfg.PolicyPath)
 			reloaded <- struct{}{}
 		}()
@@ -160,6 +162,19 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			}
 			return nil
 		}
+	}
+}
+
+// reopenAudit moves a file audit trail to a new file at its path when
+// the file there was renamed (see audit.Log.Reopen); the new file's first
+// event, logged as the head, links it to the old one.
+func (s *Server) reopenAudit() {
+	ok, err := s.audit.Reopen()
+	switch {
+	case err != nil:
+		s.log.Error("the audit log could not be reopened; events go on to the renamed file", "err", err)
+	case ok:
+		s.log.Info("audit log reopened", "head", s.audit.Head())
 	}
 }
 

@@ -34,7 +34,7 @@ func serveCommand() *cli.Command {
 		Usage: "run the agent: load every secret and serve it to the callers policy names",
 		Description: "serve makes the process non-dumpable, unwraps every secret into locked memory, and\n" +
 			"listens on agent.socket, or on the socket systemd passes (keyward.socket). SIGHUP reloads\n" +
-			"policy and store; SIGTERM or SIGINT drains connections, zeroes the secrets and exits 0.\n" +
+			"policy and store and reopens a file audit log (for logrotate); SIGTERM or SIGINT drains connections, zeroes the secrets and exits 0.\n" +
 			"Under systemd it reports READY/RELOADING/STOPPING, feeds the watchdog while the backend\n" +
 			"is healthy, and logs to the journal (audit events as keyward-audit).",
 		Action: func(c *cli.Context) error {
@@ -57,7 +57,14 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			defer trail.Close(10 * time.Second)
+			defer func() {
+				// The head, in the operational log, is what verify --head checks later.
+				if err := trail.Close(10 * time.Second); err != nil {
+					log.Error("audit events were not all written", "err", err)
+				} else if h := trail.Head(); h.Seq != 0 {
+					log.Info("audit trail closed", "head", h)
+				}
+			}()
 			mode, err := cfg.Agent.Mode()
 			if err != nil {
 				return err
