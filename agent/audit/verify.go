@@ -238,7 +238,11 @@ func (v *verifier) displaced(r Record, m Mark) {
 				first = q
 			}
 		}
-		v.problem(first, KindInserted, "lines %d to %d are not part of the trail: %s follows %s", p.Line+1, m.Line-1, where(m, m.File), where(p, m.File))
+		lines := fmt.Sprintf("lines %d to %d are", p.Line+1, m.Line-1)
+		if p.Line+1 == m.Line-1 {
+			lines = fmt.Sprintf("line %d is", p.Line+1)
+		}
+		v.problem(first, KindInserted, "%s not part of the trail: %s follows %s", lines, where(m, m.File), where(p, m.File))
 		v.accept(r, m)
 		return
 	}
