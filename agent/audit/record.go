@@ -157,7 +157,7 @@ func readFileEvents(path string, event func(*Record) error, bad func(*lineError)
 // (none when name is ""), and every other line to bad. It stops at the
 // end, at an error reading, or at an error from event.
 func readEvents(r io.Reader, name string, parse func([]byte) (Record, error), event func(*Record) error, bad func(*lineError)) error {
-	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), name: name}
+	lr := lineReader{br: bufio.NewReaderSize(r, 16<<10), name: name}
 	for {
 		line, err := lr.readLine()
 		var le *lineError
