@@ -2,7 +2,7 @@
 # packages keyward's tests and demo need, when they are missing.
 
 keyward_packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libssl-dev gcc libc6-dev ca-certificates systemd-container age
-	ansible-core openssh-server openssh-client)
+	ansible-core openssh-server openssh-client logrotate)
 
 install_deps() {
 	local missing=() p sudo=""

@@ -11,8 +11,9 @@
 #   with no PIN, and one without it is refused; a trading user in
 #   keyward-clients gets a secret through socket activation; systemctl
 #   reload applies a policy change; a user outside the group is refused at
-#   connect; the audit trail under journalctl -t keyward-audit; the PIN from
-#   pkcs11.pin_file when there is no credential; the token going away and
+#   connect; the audit trail under journalctl -t keyward-audit and through
+#   keyward audit; the PIN from pkcs11.pin_file when there is no
+#   credential; the token going away and
 #   coming back: served from memory, no restart, recovered by itself;
 #   systemctl stop exits cleanly and the socket activates the agent again;
 #   replacement hardware: another host's store (made before the boot, on
@@ -260,6 +261,10 @@ journalctl -q -t keyward-audit --no-pager | tail -n 5
 journalctl -q -t keyward-audit DECISION=allow SECRET=binance/mm-prod "CALLER_UID=$(id -u trader)" -o cat | grep -q . ||
 	fail "no allow event for trader and binance/mm-prod"
 journalctl -q -t keyward-audit DECISION=deny SECRET=okx/exec -o cat | grep -q . || fail "no deny event for okx/exec"
+# keyward audit reads the journal when agent.audit_log is "stderr".
+keyward audit --decision deny --secret okx/exec --json | grep -q '"secret":"okx/exec"' || fail "keyward audit: no deny of okx/exec"
+keyward audit --uid trader --secret 'binance/*' --op get | grep -q ' allow get binance/mm-prod@' ||
+	fail "keyward audit: no allowed get of binance/* by trader"
 journalctl -q -t keyward -o cat | grep -q 'agent ready' || fail "no 'agent ready' under -t keyward"
 ! journalctl -q -t keyward -o cat | grep -q 'decision' || fail "audit events in the operational log"
 

@@ -89,6 +89,7 @@ func commands() []*cli.Command {
 		sealCommand(),
 		importCommand(),
 		provisionerCommand(),
+		auditCommand(),
 		{
 			Name:  "version",
 			Usage: "print the keyward version",
