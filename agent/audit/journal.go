@@ -135,6 +135,7 @@ func parseJournal(line []byte) (Record, error) {
 		Time: time.UnixMicro(int64(usec)), Level: journalLevel(str("PRIORITY")),
 		Op: str("OP"), Decision: str("DECISION"), Secret: str("SECRET"), Code: str("CODE"),
 		Rule: str("RULE"), Expires: str("EXPIRES"), Reason: str("REASON"),
+		Exchange: str("EXCHANGE"), Method: str("METHOD"), Path: str("PATH"), Params: str("PARAMS"), Digest: str("DIGEST"),
 	}
 	v, _ := num("VERSION", 32)
 	r.Version = uint32(v)

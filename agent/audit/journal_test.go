@@ -17,6 +17,10 @@ var journalEntries = []string{
 	// an executable path that is not UTF-8 comes as bytes; a field given twice as an array
 	`{"__REALTIME_TIMESTAMP":"1700000001000000","PRIORITY":"6","SYSLOG_IDENTIFIER":"keyward-audit","CALLER_PID":"43","CALLER_UID":"1002",` +
 		`"CALLER_GID":"1002","CALLER_EXE":[47,120,255],"OP":["get","list"],"DECISION":"deny","SECRET":"okx/exec","CODE":"denied","REASON":null,"LATENCY_US":"4"}`,
+	// a signature
+	`{"__REALTIME_TIMESTAMP":"1700000001500000","PRIORITY":"6","SYSLOG_IDENTIFIER":"keyward-audit","CALLER_PID":"44","CALLER_UID":"1001",` +
+		`"CALLER_GID":"1001","CALLER_EXE":"/opt/mm","OP":"sign","DECISION":"allow","SECRET":"kraken/mm","EXCHANGE":"kraken","METHOD":"POST",` +
+		`"PATH":"/0/private/AddOrder","PARAMS":"nonce,pair","DIGEST":"ab00","LATENCY_US":"30"}`,
 	// a denial-budget report: CALLER_UID without a caller
 	`{"__REALTIME_TIMESTAMP":"1700000002000000","PRIORITY":"4","SYSLOG_IDENTIFIER":"keyward-audit","CALLER_UID":"1002","DECISION":"deny","SUPPRESSED":"7"}`,
 	// the operational log
@@ -34,8 +38,8 @@ func TestParseJournal(t *testing.T) {
 		got = append(got, *r)
 		return nil
 	})
-	if err != nil || skipped != 3 || len(got) != 3 {
-		t.Fatalf("readJournal = %d records, %d skipped, %v; want 3 and 3", len(got), skipped, err)
+	if err != nil || skipped != 3 || len(got) != 4 {
+		t.Fatalf("readJournal = %d records, %d skipped, %v; want 4 and 3", len(got), skipped, err)
 	}
 	get := got[0]
 	if !get.Time.Equal(time.UnixMicro(1700000000123456)) || get.Level != "INFO" || get.Caller == nil || *get.Caller != (Caller{PID: 42, UID: 1001, GID: 1001, Exe: "/opt/mm/bin/mm", Unit: "mm.service"}) ||
@@ -46,7 +50,10 @@ func TestParseJournal(t *testing.T) {
 	if deny := got[1]; deny.Caller.Exe != "/x\xff" || deny.Op != "get" || deny.Code != "denied" || deny.Reason != "" {
 		t.Errorf("second entry = %+v", deny)
 	}
-	if report := got[2]; report.Caller != nil || report.CallerUID != "1002" || report.Suppressed != 7 || report.Level != "WARN" {
+	if sign := got[2]; sign.Exchange != "kraken" || sign.Method != "POST" || sign.Path != "/0/private/AddOrder" || sign.Params != "nonce,pair" || sign.Digest != "ab00" {
+		t.Errorf("signature = %+v", sign)
+	}
+	if report := got[3]; report.Caller != nil || report.CallerUID != "1002" || report.Suppressed != 7 || report.Level != "WARN" {
 		t.Errorf("report = %+v", report)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ func TestReadFiles(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	l.Emit(audit.Event{CallerUID: "1002", Decision: audit.Deny, Suppressed: 7})
 	l.Emit(audit.Event{Op: "load", Decision: audit.Error, Secret: "binance/old", Version: 1})
+	l.Emit(audit.Event{Op: "sign", Decision: audit.Allow, Secret: "kraken/mm", Signed: &audit.Signed{
+		Exchange: "kraken", Method: "POST", Path: "/0/private/AddOrder", Params: []string{"nonce", "pair"}, Digest: [32]byte{0xab}}})
 	if err := l.Close(time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +45,7 @@ func TestReadFiles(t *testing.T) {
 		filter audit.Filter
 		want   []int // lines
 	}{
-		{"all", audit.Filter{}, []int{1, 2, 3, 4, 5, 6}},
+		{"all", audit.Filter{}, []int{1, 2, 3, 4, 5, 6, 7}},
 		{"secret glob", audit.Filter{Secret: "binance/*"}, []int{2, 5}},
 		{"secret", audit.Filter{Secret: "okx/exec"}, []int{3}},
 		{"uid, caller or denial report", audit.Filter{UID: uid(1002)}, []int{3, 4}},
@@ -71,6 +74,12 @@ func TestReadFiles(t *testing.T) {
 		})
 	}
 
+	var sign *audit.Record
+	audit.ReadFiles([]string{path}, audit.Filter{Op: "sign"}, func(r *audit.Record) error { sign = r; return nil })
+	if sign == nil || sign.Exchange != "kraken" || sign.Method != "POST" || sign.Path != "/0/private/AddOrder" ||
+		sign.Params != "nonce,pair" || !strings.HasPrefix(sign.Digest, "ab00") {
+		t.Errorf("sign record = %+v", sign)
+	}
 	var get *audit.Record
 	audit.ReadFiles([]string{path}, audit.Filter{Secret: "binance/mm-prod"}, func(r *audit.Record) error { get = r; return nil })
 	if get == nil || get.Caller == nil || get.Caller.UID != 1001 || get.Caller.Unit != "mm.service" || get.Caller.Exe != "/opt/mm/bin/mm" ||

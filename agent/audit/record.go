@@ -38,6 +38,11 @@ type Record struct {
 	Code       string    `json:"code,omitempty"`
 	Rule       string    `json:"rule,omitempty"`
 	Expires    string    `json:"expires,omitempty"`
+	Exchange   string    `json:"exchange,omitempty"` // a sign or hmac request's
+	Method     string    `json:"method,omitempty"`
+	Path       string    `json:"path,omitempty"`
+	Params     string    `json:"params,omitempty"` // parameter names, sorted, comma-separated
+	Digest     string    `json:"digest,omitempty"` // hex SHA-256 of what was signed
 	Suppressed int64     `json:"suppressed,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 	Latency    *int64    `json:"latency_us,omitempty"` // a request's, in microseconds

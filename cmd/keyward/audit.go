@@ -207,6 +207,11 @@ func recordText(r *audit.Record) string {
 	kv("code", r.Code)
 	kv("rule", r.Rule)
 	kv("expires", r.Expires)
+	kv("exchange", r.Exchange)
+	kv("method", r.Method)
+	kv("path", r.Path)
+	kv("params", r.Params)
+	kv("digest", r.Digest)
 	if r.Suppressed != 0 {
 		kv("suppressed", strconv.FormatInt(r.Suppressed, 10))
 	}
