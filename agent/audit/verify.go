@@ -108,7 +108,7 @@ const (
 func newVerifier(files []string) *verifier {
 	return &verifier{
 		rep:    &Report{Files: files, Problems: []Problem{}},
-		recent: make(map[string]Mark, window),
+		recent: map[string]Mark{},
 		heads:  map[string]int{},
 	}
 }
