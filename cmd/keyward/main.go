@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +35,7 @@ func main() {
 // os.Exit, so tests can call it in-process.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(interspersed(app, args))
 	return report(stderr, err)
 }
 
@@ -81,6 +82,7 @@ func commands() []*cli.Command {
 		signCommand(),
 		execCommand(),
 		policyCommand(),
+		configCommand(),
 		pcrsCommand(),
 		resealCommand(),
 		recoveryCommand(),
@@ -98,18 +100,46 @@ func commands() []*cli.Command {
 			},
 		},
 	}
-	for _, c := range cmds {
-		c.OnUsageError = onUsageError
+	var setup func([]*cli.Command)
+	setup = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = onUsageError
+			if len(c.Subcommands) > 0 {
+				c.Action = unknownCommand
+				setup(c.Subcommands)
+			}
+		}
 	}
+	setup(cmds)
 	return cmds
 }
 
-// unknownCommand runs when no subcommand matched.
+// unknownCommand runs when no command, or no subcommand of a command
+// that has them (policy, recovery), matched: a usage error, with the
+// likely command when the word looks like a typo of one.
 func unknownCommand(c *cli.Context) error {
-	if c.Args().Present() {
-		return usagef("unknown command %q", c.Args().First())
+	cmds, prefix := c.App.Commands, "keyward "
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		cmds, prefix = c.Command.Subcommands, "keyward "+c.Command.Name+" "
 	}
-	return cli.ShowAppHelp(c)
+	if !c.Args().Present() {
+		if prefix == "keyward " {
+			return cli.ShowAppHelp(c)
+		}
+		var names []string
+		for _, s := range cmds {
+			if s.Name != "help" {
+				names = append(names, s.Name)
+			}
+		}
+		return usagef("%sneeds a subcommand: %s", prefix, strings.Join(names, ", "))
+	}
+	name := c.Args().First()
+	err := usagef("unknown command %q", strings.TrimPrefix(prefix, "keyward ")+name)
+	if s := suggest(name, commandNames(cmds)); s != "" {
+		return withHint(err, fmt.Sprintf("did you mean %s%s?", prefix, s))
+	}
+	return err
 }
 
 // configNoArgs loads the configuration for a command that takes no
