@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,6 +57,8 @@ func TestScripts(t *testing.T) {
 					"extendpcr": extendPCR,
 					"newtpm":    newTPM,
 					"newtoken":  newToken,
+					"json":      jsonField,
+					"waitfile":  waitFile,
 				},
 			})
 		})
@@ -227,6 +231,76 @@ func waitSocket(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("nothing listens on %s", path)
+}
+
+// jsonField checks the JSON document on the last command's stdout: json
+// PATH VALUE compares the value at PATH (dotted, with indexes: a.0.b) in
+// its JSON text (strings unquoted); json PATH checks that PATH exists, and
+// ! json PATH that it does not.
+func jsonField(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 || neg && len(args) != 1 {
+		ts.Fatalf("usage: json PATH [VALUE] | ! json PATH")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &v); err != nil {
+		ts.Fatalf("json: stdout is not a JSON document: %v", err)
+	}
+	for _, k := range strings.Split(args[0], ".") {
+		switch n := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = n[k]; !ok {
+				if neg {
+					return
+				}
+				ts.Fatalf("json: no field %q on the path %s", k, args[0])
+			}
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(n) {
+				if neg {
+					return
+				}
+				ts.Fatalf("json: no element %q on the path %s (%d elements)", k, args[0], len(n))
+			}
+			v = n[i]
+		default:
+			if neg {
+				return
+			}
+			ts.Fatalf("json: %s: cannot index %T with %q", args[0], v, k)
+		}
+	}
+	if neg {
+		ts.Fatalf("json: %s exists", args[0])
+	}
+	if len(args) == 2 {
+		got, _ := json.Marshal(v)
+		if s, ok := v.(string); ok {
+			got = []byte(s)
+		}
+		if string(got) != args[1] {
+			ts.Fatalf("json: %s = %s, want %s", args[0], got, args[1])
+		}
+	}
+}
+
+// waitFile waits up to 10s until a file's contents match a regular
+// expression: waitfile FILE REGEXP.
+func waitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitfile FILE REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, err = os.ReadFile(path); err == nil && re.Match(b) {
+			return
+		}
+	}
+	ts.Fatalf("waitfile: %s does not match %q after 10s; it holds %q", args[0], args[1], b)
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
