@@ -81,6 +81,7 @@ func commands() []*cli.Command {
 		getCommand(),
 		signCommand(),
 		execCommand(),
+		renderCommand(),
 		policyCommand(),
 		configCommand(),
 		pcrsCommand(),

@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"os/user"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -377,64 +374,6 @@ func expiring(c *cli.Context) *expiringJSON {
 		}
 	}
 	return out
-}
-
-func execCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "exec",
-		Usage:     "run a program with secrets in its environment",
-		ArgsUsage: "--env VAR=NAME... -- COMMAND [ARG...]",
-		Description: "exec fetches each NAME from the agent and replaces itself with COMMAND, with VAR set\n" +
-			"to the value. For tools that only read environment variables: any process of the same\n" +
-			"user can read a process's environment, so prefer the Go client or `get --out`.",
-		Flags: []cli.Flag{
-			socketFlag,
-			&cli.StringSliceFlag{Name: "env", Usage: "set `VAR=NAME`: environment variable VAR to secret NAME"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() == 0 {
-				return usagef("exec needs a COMMAND after --")
-			}
-			vars := c.StringSlice("env")
-			if len(vars) == 0 {
-				return usagef("exec needs at least one --env VAR=NAME")
-			}
-			path, err := exec.LookPath(c.Args().First())
-			if err != nil {
-				return err
-			}
-			socket, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
-			cl, err := dialAgent(c.Context, socket)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			env := os.Environ()
-			for _, kv := range vars {
-				name, secret, ok := strings.Cut(kv, "=")
-				if !ok || name == "" || strings.ContainsAny(name, "=\x00") {
-					return usagef("--env %q is not VAR=NAME", kv)
-				}
-				sec, err := cl.Get(c.Context, secret)
-				if err != nil {
-					return fmt.Errorf("%s: %w", secret, err)
-				}
-				if strings.IndexByte(string(sec.Bytes()), 0) >= 0 {
-					sec.Wipe()
-					return fmt.Errorf("%s contains a NUL byte and cannot go into an environment variable", secret)
-				}
-				// Drop an inherited VAR first: most programs read the first
-				// VAR= entry, and would get the old value.
-				env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
-				env = append(env, name+"="+string(sec.Bytes()))
-				sec.Wipe()
-			}
-			return syscall.Exec(path, c.Args().Slice(), env)
-		},
-	}
 }
 
 func policyCommand() *cli.Command {
