@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,6 +328,19 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"rm", "a"}, 2, "--yes"},
 		{[]string{"init", "extra"}, 2, "no arguments"},
 		{[]string{"list"}, 1, "machine id"},
+		{[]string{"lsit"}, 2, "did you mean keyward list?"},
+		{[]string{"policy", "chek", "a"}, 2, "did you mean keyward policy check?"},
+		{[]string{"policy"}, 2, "needs a subcommand: check"},
+		{[]string{"policy", "check", "a"}, 2, "needs --uid USER"},
+		{[]string{"policy", "check", "--uid", "no-such-user-kw", "a"}, 2, "no such user"},
+		{[]string{"help", "nosuch"}, 2, "No help topic"},
+		{[]string{"rotate", "a", "--grac", "1h"}, 2, "did you mean --grace?"},
+		{[]string{"put", "a", "--expires", "soon"}, 2, "--expires"},
+		{[]string{"rm", "a", "--nosuch"}, 2, "flag provided but not defined"},
+		{[]string{"config", "check", "a", "b"}, 2, "at most one"},
+		{[]string{"render", "t.tmpl"}, 2, "needs --out"},
+		{[]string{"exec", "--restart-on-rotate", "--signal-on-rotate", "HUP", "--env", "A=b", "--", "true"}, 2, "exclude each other"},
+		{[]string{"exec", "--signal-on-rotate", "NOPE", "--env", "A=b", "--", "true"}, 2, "not a signal name"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -343,6 +359,122 @@ func TestExitCodes(t *testing.T) {
 			if tt.code != 0 && !strings.HasPrefix(stderr.String(), "keyward: error: ") {
 				t.Errorf("stderr = %q, want it to start with keyward: error:", stderr.String())
 			}
+			if strings.Contains(stderr.String(), "error: keyward:") {
+				t.Errorf("stderr = %q, with a doubled prefix", stderr.String())
+			}
 		})
+	}
+}
+
+func TestInterspersed(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"rotate NAME --grace 1h", "rotate --grace 1h -- NAME"},
+		{"rotate --grace 1h NAME", "rotate --grace 1h -- NAME"},
+		{"rotate NAME --grace=1h --keep-newline", "rotate --grace=1h --keep-newline -- NAME"},
+		// A value that begins with '-' is the flag's value.
+		{"put NAME --expires -1h", "put --expires -1h -- NAME"},
+		// After "--", everything is an argument.
+		{"get -- --version", "get -- --version"},
+		{"get NAME -- -x --out f", "get -- NAME -x --out f"},
+		// Global flags move before the command.
+		{"list --config /etc/k.toml --json", "--config /etc/k.toml list --json"},
+		{"--pin-stdin init --backend tpm", "--pin-stdin init --backend tpm"},
+		// Subcommands.
+		{"policy check NAME --uid alice --op admin", "policy check --uid alice --op admin -- NAME"},
+		// An unknown flag stays among the flags, for the parser to refuse.
+		{"rm NAME --nosuch", "rm --nosuch -- NAME"},
+		// Left alone: exec's program, unknown commands, parents.
+		{"exec --env A=b prog -v --env x", "exec --env A=b prog -v --env x"},
+		{"nosuch a --b", "nosuch a --b"},
+		{"policy chek a --uid 0", "policy chek a --uid 0"},
+		{"help rotate", "help rotate"},
+		{"list", "list"},
+	}
+	app := newApp(strings.NewReader(""), io.Discard, io.Discard)
+	for _, tt := range tests {
+		got := strings.Join(interspersed(app, append([]string{"keyward"}, strings.Fields(tt.in)...))[1:], " ")
+		if got != tt.want {
+			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	cands := []string{"list", "rotate", "rm", "render", "prune", "check"}
+	for word, want := range map[string]string{
+		"lsit": "list", "rotat": "rotate", "chek": "check", "rendr": "render", "xyzzy": "", "r": "rm", "prnue": "prune",
+	} {
+		if got := suggest(word, cands); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", word, got, want)
+		}
+	}
+}
+
+// TestAgentUnreachable checks what get says when no agent answers: no
+// socket, nothing listening, and a socket this user may not connect to
+// (a real EACCES: the command runs as uid 4242 against a 0600 socket).
+func TestAgentUnreachable(t *testing.T) {
+	dir, err := os.MkdirTemp("", "keyward-hints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused := filepath.Join(dir, "refused.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: refused, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	denied := filepath.Join(dir, "denied.sock")
+	ld, err := net.Listen("unix", denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	if err := os.Chmod(denied, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		socket, want, hint string
+	}{
+		{filepath.Join(dir, "none.sock"), "no agent socket at ", "systemctl status keyward.socket"},
+		{refused, "no agent listens on ", "journalctl -u keyward"},
+	} {
+		var stderr bytes.Buffer
+		code := run([]string{"keyward", "get", "--socket", tt.socket, "a/b"}, strings.NewReader(""), io.Discard, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "keyward: error: "+tt.want+tt.socket+"\n") ||
+			!strings.Contains(stderr.String(), "keyward: hint: ") || !strings.Contains(stderr.String(), tt.hint) {
+			t.Errorf("get --socket %s: exit %d, stderr %q; want 1, %q and a hint with %q", tt.socket, code, stderr.String(), tt.want, tt.hint)
+		}
+	}
+
+	if os.Getuid() != 0 {
+		t.Skip("the EACCES case runs a command as another uid, which needs root")
+	}
+	bin := filepath.Join(dir, "keyward") // testscript.Main runs the CLI for this name
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(exe, bin); err != nil {
+		t.Fatalf("link the test binary: %v", err)
+	}
+	cmd := exec.Command(bin, "get", "--socket", denied, "a/b")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 4242, Groups: []uint32{}}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("get as uid 4242: %v, want exit status 1 (stderr %q)", err, stderr.String())
+	}
+	for _, want := range []string{"keyward: error: permission denied connecting to the agent at " + denied + "\n", "keyward-clients", "$KEYWARD_SOCKET"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("get as uid 4242: stderr %q, want %q", stderr.String(), want)
+		}
 	}
 }
