@@ -35,9 +35,10 @@ func renderCommand() *cli.Command {
 			"atomically: a temporary file in FILE's directory, synced, renamed over FILE. It then\n" +
 			"watches the secrets the template used (the policy must grant get and watch) and writes\n" +
 			"FILE again when one rotates, running --on-change CMD (with sh -c) once after each write\n" +
-			"that changed FILE. If a secret is refused (removed, expired, the permission revoked) or\n" +
-			"the template fails, render exits 1 and FILE keeps its last good content; while the\n" +
-			"agent restarts it waits. --once writes FILE and exits.",
+			"that changed FILE (a CMD that fails is a warning). If a secret is refused (removed,\n" +
+			"expired, the permission revoked) or the template fails, render exits 1 and FILE keeps\n" +
+			"its last good content; while the agent restarts it waits. --once writes FILE and exits\n" +
+			"(1 if CMD failed).",
 		Flags: []cli.Flag{
 			socketFlag,
 			&cli.StringFlag{Name: "out", Usage: "write to `FILE` (mode 0600)"},
@@ -110,6 +111,8 @@ type renderer struct {
 	tmpl           *template.Template
 	out, hook      string
 	stdout, stderr io.Writer
+	// hookErr is the last run of the hook's failure, nil when it passed.
+	hookErr error
 }
 
 func (r *renderer) run(ctx context.Context, once bool) error {
@@ -145,6 +148,9 @@ func (r *renderer) run(ctx context.Context, once bool) error {
 			return err
 		}
 		if once {
+			if r.hookErr != nil {
+				return cli.Exit("", exitFailed) // said in its warning
+			}
 			return nil
 		}
 		if len(used) == 0 {
@@ -209,8 +215,9 @@ func (r *renderer) write(ctx context.Context) ([]string, error) {
 	if r.hook != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", r.hook)
 		cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
-		if err := cmd.Run(); err != nil {
-			warn(r.stderr, fmt.Sprintf("--on-change %q failed: %v; %s was written", r.hook, err, r.out))
+		if r.hookErr = cmd.Run(); r.hookErr != nil {
+			r.hookErr = fmt.Errorf("--on-change %q failed: %v; %s was written", r.hook, r.hookErr, r.out)
+			warn(r.stderr, r.hookErr.Error())
 		}
 	}
 	return used, nil
