@@ -93,7 +93,11 @@ func signCommand() *cli.Command {
 				return usagef("--version %d is out of range", v)
 			}
 			req.Version, req.RecvWindow = uint32(v), c.Duration("recv-window")
-			cl, err := client.Dial(c.Context, c.String("socket"))
+			socket, err := clientSocket(c)
+			if err != nil {
+				return err
+			}
+			cl, err := dialAgent(c.Context, socket)
 			if err != nil {
 				return err
 			}
