@@ -21,7 +21,9 @@ import (
 // metadata read as it is (nothing is locked, decrypted or written) and the
 // policy file, so the agent's protocol needs no dry-run flag: a dry run
 // never sends the agent a request that changes anything. It needs a user
-// who can read the store (keyward, or root).
+// who can read the store (keyward, or root): the agent shows an
+// administrator no names or versions it could use instead (List answers
+// the names the caller may list and get; Health only problems).
 
 var dryRunFlag = &cli.BoolFlag{Name: "dry-run", Usage: "say what would happen, and change nothing"}
 
