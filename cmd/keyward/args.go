@@ -18,13 +18,14 @@ var flagsEndAtFirstArg = map[string]bool{"exec": true}
 // argument. The command's flags go first, then "--", then the arguments
 // in their order; a global flag written after the command moves before
 // it. A flag that takes a value takes the next word, even one that begins
-// with '-'. Everything after a "--" the operator wrote is an argument. A
-// word that is no flag of the command stays among the flags, for the
-// parser to refuse by name. Command lines that name no command, or a
-// command that has subcommands, are left alone.
-func interspersed(app *cli.App, args []string) []string {
+// with '-'; one that ends the line without its value is a usage error.
+// Everything after a "--" the operator wrote is an argument. A word that
+// is no flag of the command stays among the flags, for the parser to
+// refuse by name. Command lines that name no command, or a command that
+// has subcommands, are left alone.
+func interspersed(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	n := leadingFlags(app.Flags, args[1:])
 	pre, rest := args[:1+n], args[1+n:]
@@ -38,14 +39,15 @@ func interspersed(app *cli.App, args []string) []string {
 		cmd, cmds, path = c, c.Subcommands, append(path, rest[0])
 	}
 	if cmd == nil || len(cmd.Subcommands) > 0 || flagsEndAtFirstArg[cmd.Name] {
-		return args
+		return args, nil
 	}
 	own := append([]cli.Flag{cli.HelpFlag}, cmd.Flags...)
 	var flags, globals, positional []string
+	dashes := false // the operator wrote "--"
 	for i := 0; i < len(rest); i++ {
 		w := rest[i]
 		if w == "--" {
-			positional = append(positional, rest[i+1:]...)
+			positional, dashes = append(positional, rest[i+1:]...), true
 			break
 		}
 		if !isFlagWord(w) {
@@ -60,7 +62,10 @@ func interspersed(app *cli.App, args []string) []string {
 			}
 		}
 		*dst = append(*dst, w)
-		if f != nil && takesValue(f) && !strings.Contains(w, "=") && i+1 < len(rest) {
+		if f != nil && takesValue(f) && !strings.Contains(w, "=") {
+			if i+1 == len(rest) {
+				return nil, usagef("flag needs an argument: %s", w)
+			}
 			i++
 			*dst = append(*dst, rest[i])
 		}
@@ -70,11 +75,11 @@ func interspersed(app *cli.App, args []string) []string {
 	out = append(out, globals...)
 	out = append(out, path...)
 	out = append(out, flags...)
-	if len(positional) > 0 {
+	if len(positional) > 0 || dashes {
 		out = append(out, "--")
 		out = append(out, positional...)
 	}
-	return out
+	return out, nil
 }
 
 // leadingFlags returns how many words at the start of args are flags

@@ -35,7 +35,10 @@ func main() {
 // os.Exit, so tests can call it in-process.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(interspersed(app, args))
+	args, err := interspersed(app, args)
+	if err == nil {
+		err = app.Run(args)
+	}
 	return report(stderr, err)
 }
 

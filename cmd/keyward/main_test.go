@@ -336,6 +336,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"help", "nosuch"}, 2, "No help topic"},
 		{[]string{"rotate", "a", "--grac", "1h"}, 2, "did you mean --grace?"},
 		{[]string{"put", "a", "--expires", "soon"}, 2, "--expires"},
+		{[]string{"put", "a", "--expires"}, 2, "flag needs an argument: --expires"},
 		{[]string{"rm", "a", "--nosuch"}, 2, "flag provided but not defined"},
 		{[]string{"config", "check", "a", "b"}, 2, "at most one"},
 		{[]string{"render", "t.tmpl"}, 2, "needs --out"},
@@ -363,50 +364,6 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("stderr = %q, with a doubled prefix", stderr.String())
 			}
 		})
-	}
-}
-
-func TestInterspersed(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"rotate NAME --grace 1h", "rotate --grace 1h -- NAME"},
-		{"rotate --grace 1h NAME", "rotate --grace 1h -- NAME"},
-		{"rotate NAME --grace=1h --keep-newline", "rotate --grace=1h --keep-newline -- NAME"},
-		// A value that begins with '-' is the flag's value.
-		{"put NAME --expires -1h", "put --expires -1h -- NAME"},
-		// After "--", everything is an argument.
-		{"get -- --version", "get -- --version"},
-		{"get NAME -- -x --out f", "get -- NAME -x --out f"},
-		// Global flags move before the command.
-		{"list --config /etc/k.toml --json", "--config /etc/k.toml list --json"},
-		{"--pin-stdin init --backend tpm", "--pin-stdin init --backend tpm"},
-		// Subcommands.
-		{"policy check NAME --uid alice --op admin", "policy check --uid alice --op admin -- NAME"},
-		// An unknown flag stays among the flags, for the parser to refuse.
-		{"rm NAME --nosuch", "rm --nosuch -- NAME"},
-		// Left alone: exec's program, unknown commands, parents.
-		{"exec --env A=b prog -v --env x", "exec --env A=b prog -v --env x"},
-		{"nosuch a --b", "nosuch a --b"},
-		{"policy chek a --uid 0", "policy chek a --uid 0"},
-		{"help rotate", "help rotate"},
-		{"list", "list"},
-	}
-	app := newApp(strings.NewReader(""), io.Discard, io.Discard)
-	for _, tt := range tests {
-		got := strings.Join(interspersed(app, append([]string{"keyward"}, strings.Fields(tt.in)...))[1:], " ")
-		if got != tt.want {
-			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestSuggest(t *testing.T) {
-	cands := []string{"list", "rotate", "rm", "render", "prune", "check"}
-	for word, want := range map[string]string{
-		"lsit": "list", "rotat": "rotate", "chek": "check", "rendr": "render", "xyzzy": "", "r": "rm", "prnue": "prune",
-	} {
-		if got := suggest(word, cands); got != want {
-			t.Errorf("suggest(%q) = %q, want %q", word, got, want)
-		}
 	}
 }
 
