@@ -123,7 +123,12 @@ func (r *renderer) run(ctx context.Context, once bool) error {
 	watch := func(used []string) error {
 		cancelWatch()
 		wctx, cancel := context.WithCancel(ctx)
-		ch, err := watchSecrets(wctx, r.cl, used)
+		var ch <-chan struct{}
+		err := fetchRetrying(ctx, r.stderr, func() error {
+			var err error
+			ch, err = watchSecrets(wctx, r.cl, used)
+			return err
+		})
 		if err != nil {
 			cancel()
 			return err
