@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -104,18 +105,48 @@ func commands() []*cli.Command {
 			},
 		},
 	}
-	var setup func([]*cli.Command)
-	setup = func(cmds []*cli.Command) {
+	var setup func(string, []*cli.Command)
+	setup = func(prefix string, cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.OnUsageError = onUsageError
+			requireFlags(c, prefix+c.Name)
 			if len(c.Subcommands) > 0 {
 				c.Action = unknownCommand
-				setup(c.Subcommands)
+				setup(prefix+c.Name+" ", c.Subcommands)
 			}
 		}
 	}
-	setup(cmds)
+	setup("", cmds)
 	return cmds
+}
+
+// requireFlags moves the check of c's required flags from urfave/cli,
+// which prints the command's help and exits 1, into c's Action, as a
+// usage error: exit 2, like every other mistake in how keyward is called.
+// name is the command as typed: "provisioner new".
+func requireFlags(c *cli.Command, name string) {
+	var names []string
+	for _, f := range c.Flags {
+		if rf, ok := f.(cli.RequiredFlag); ok && rf.IsRequired() {
+			// Every urfave/cli flag type has an exported Required field.
+			if r := reflect.ValueOf(f).Elem().FieldByName("Required"); r.CanSet() {
+				r.SetBool(false)
+				names = append(names, f.Names()[0])
+			}
+		}
+	}
+	if len(names) == 0 || c.Action == nil {
+		return
+	}
+	action := c.Action
+	c.Action = func(ctx *cli.Context) error {
+		for _, n := range names {
+			if !ctx.IsSet(n) {
+				return usagef("%s needs --%s", name, n)
+			}
+		}
+		return action(ctx)
+	}
 }
 
 // unknownCommand runs when no command, or no subcommand of a command

@@ -340,6 +340,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"rm", "a", "--nosuch"}, 2, "flag provided but not defined"},
 		{[]string{"config", "check", "a", "b"}, 2, "at most one"},
 		{[]string{"render", "t.tmpl"}, 2, "needs --out"},
+		{[]string{"seal", "a/b"}, 2, "seal needs --to"},
+		{[]string{"provisioner", "new"}, 2, "provisioner new needs --out"},
 		{[]string{"exec", "--restart-on-rotate", "--signal-on-rotate", "HUP", "--env", "A=b", "--", "true"}, 2, "exclude each other"},
 		{[]string{"exec", "--signal-on-rotate", "NOPE", "--env", "A=b", "--", "true"}, 2, "not a signal name"},
 	}
