@@ -75,14 +75,19 @@ func clientSocket(c *cli.Context) (string, error) {
 	return client.DefaultSocket, nil
 }
 
-// dialAgent connects to the agent on the socket; when it cannot, the error
-// says why in words and what to check.
-func dialAgent(ctx context.Context, socket string) (*client.Client, error) {
+// dialAgent connects to the agent on the socket clientSocket names, and
+// returns it with the socket; when it cannot, the error says why in words
+// and what to check.
+func dialAgent(ctx context.Context, c *cli.Context) (*client.Client, string, error) {
+	socket, err := clientSocket(c)
+	if err != nil {
+		return nil, "", err
+	}
 	cl, err := client.Dial(ctx, socket)
 	if err != nil {
-		return nil, agentUnreachable(err, socket)
+		return nil, socket, agentUnreachable(err, socket)
 	}
-	return cl, nil
+	return cl, socket, nil
 }
 
 // agentUnreachable explains a failed connection to the agent on socket.

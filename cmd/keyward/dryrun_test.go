@@ -25,14 +25,7 @@ func TestDryRunAdminWithoutStore(t *testing.T) {
 		t.Skip("runs the administrator as uid 4242, which needs root")
 	}
 	tok := testenv.SoftHSM(t)
-	dir, err := os.MkdirTemp("", "keyward-dryrun")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testenv.PublicDir(t)
 	write := func(name, text string) string {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -58,14 +51,7 @@ func TestDryRunAdminWithoutStore(t *testing.T) {
 			t.Fatalf("keyward %v: exit %d: %s", args, code, stderr)
 		}
 	}
-	bin := filepath.Join(dir, "keyward") // testscript.Main runs the CLI for this name
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(exe, bin); err != nil {
-		t.Fatalf("link the test binary: %v", err)
-	}
+	bin := linkCLI(t, dir)
 	serve := exec.Command(bin, "--config", cfg, "serve")
 	serve.Stderr = io.Discard
 	if err := serve.Start(); err != nil {

@@ -68,11 +68,7 @@ func execCommand() *cli.Command {
 				return err
 			}
 			sv.path, sv.args = path, c.Args().Slice()
-			socket, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
-			cl, err := dialAgent(c.Context, socket)
+			cl, _, err := dialAgent(c.Context, c)
 			if err != nil {
 				return err
 			}

@@ -373,14 +373,7 @@ func TestExitCodes(t *testing.T) {
 // socket, nothing listening, and a socket this user may not connect to
 // (a real EACCES: the command runs as uid 4242 against a 0600 socket).
 func TestAgentUnreachable(t *testing.T) {
-	dir, err := os.MkdirTemp("", "keyward-hints")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testenv.PublicDir(t)
 	refused := filepath.Join(dir, "refused.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: refused, Net: "unix"})
 	if err != nil {
@@ -414,15 +407,7 @@ func TestAgentUnreachable(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("the EACCES case runs a command as another uid, which needs root")
 	}
-	bin := filepath.Join(dir, "keyward") // testscript.Main runs the CLI for this name
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(exe, bin); err != nil {
-		t.Fatalf("link the test binary: %v", err)
-	}
-	cmd := exec.Command(bin, "get", "--socket", denied, "a/b")
+	cmd := exec.Command(linkCLI(t, dir), "get", "--socket", denied, "a/b")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 4242, Groups: []uint32{}}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -436,4 +421,19 @@ func TestAgentUnreachable(t *testing.T) {
 			t.Errorf("get as uid 4242: stderr %q, want %q", stderr.String(), want)
 		}
 	}
+}
+
+// linkCLI links the test binary into dir as "keyward", the name for which
+// testscript.Main runs the CLI, so that another uid can run it.
+func linkCLI(t *testing.T, dir string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "keyward")
+	if err := os.Link(exe, bin); err != nil {
+		t.Fatalf("link the test binary: %v", err)
+	}
+	return bin
 }

@@ -57,13 +57,9 @@ func renderCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			socket, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			cl, err := dialAgent(ctx, socket)
+			cl, _, err := dialAgent(ctx, c)
 			if err != nil {
 				return err
 			}

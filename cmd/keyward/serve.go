@@ -186,11 +186,7 @@ func getCommand() *cli.Command {
 			if v > 1<<32-1 {
 				return usagef("--version %d is out of range", v)
 			}
-			socket, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
-			cl, err := dialAgent(c.Context, socket)
+			cl, _, err := dialAgent(c.Context, c)
 			if err != nil {
 				return err
 			}
@@ -230,13 +226,9 @@ func statusCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usagef("status takes no arguments")
 			}
-			path, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 			defer cancel()
-			cl, err := dialAgent(ctx, path)
+			cl, path, err := dialAgent(ctx, c)
 			if err != nil {
 				return err
 			}

@@ -93,11 +93,7 @@ func signCommand() *cli.Command {
 				return usagef("--version %d is out of range", v)
 			}
 			req.Version, req.RecvWindow = uint32(v), c.Duration("recv-window")
-			socket, err := clientSocket(c)
-			if err != nil {
-				return err
-			}
-			cl, err := dialAgent(c.Context, socket)
+			cl, _, err := dialAgent(c.Context, c)
 			if err != nil {
 				return err
 			}
