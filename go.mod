@@ -12,6 +12,7 @@ require (
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/crypto v0.55.0
 	golang.org/x/sys v0.49.0
+	golang.org/x/time v0.16.0
 )
 
 // Test dependencies: testscript runs the CLI scripts of cmd/keyward.

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // maxLimiters bounds the per-caller limiters one Policy creates.
@@ -11,15 +13,12 @@ const maxLimiters = 1 << 16
 
 // A Limiter is a token bucket: it holds up to burst tokens, gains rate
 // tokens per second, and each allowed request takes one. A new Limiter is
-// full. It is safe for concurrent use and starts no goroutines.
+// full. It is safe for concurrent use and starts no goroutines. The bucket
+// is golang.org/x/time/rate's; Limiter keeps the agent's defaults for odd
+// settings and lets tests drive the clock.
 type Limiter struct {
-	now   func() time.Time
-	rate  float64
-	burst float64
-
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
+	now func() time.Time
+	l   *rate.Limiter
 }
 
 // NewLimiter returns a full bucket of burst tokens refilled at rate tokens
@@ -29,12 +28,13 @@ func NewLimiter(rate float64, burst int) *Limiter {
 	return newLimiter(rate, burst, time.Now)
 }
 
-func newLimiter(rate float64, burst int, now func() time.Time) *Limiter {
-	if !(rate > 0) {
-		rate = 0
+func newLimiter(r float64, burst int, now func() time.Time) *Limiter {
+	if !(r > 0) {
+		r = 0 // NaN and negative rates too: rate.Limiter reads a negative one as "none"
 	}
-	b := float64(max(burst, 0))
-	return &Limiter{now: now, rate: rate, burst: b, tokens: b, last: now()}
+	l := rate.NewLimiter(rate.Limit(r), max(burst, 0))
+	l.AllowN(now(), 0) // starts the refill clock now: the bucket is full
+	return &Limiter{now: now, l: l}
 }
 
 // Allow takes a token and reports whether there was one.
@@ -42,20 +42,7 @@ func (l *Limiter) Allow() bool { return l.AllowN(1) }
 
 // AllowN takes n tokens and reports whether there were as many; when
 // there were not, it takes none.
-func (l *Limiter) AllowN(n int) bool {
-	t := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if d := t.Sub(l.last); d > 0 {
-		l.tokens = min(l.burst, l.tokens+d.Seconds()*l.rate)
-		l.last = t
-	}
-	if l.tokens < float64(n) {
-		return false
-	}
-	l.tokens -= float64(n)
-	return true
-}
+func (l *Limiter) AllowN(n int) bool { return l.l.AllowN(l.now(), n) }
 
 // A limiterSet holds one rule's limiters, one per uid.
 type limiterSet struct {

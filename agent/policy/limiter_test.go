@@ -107,12 +107,29 @@ func TestLimiterConcurrent(t *testing.T) {
 	}
 }
 
+// BenchmarkLimiterAllow measures Allow on one limiter shared by every
+// goroutine (one busy uid), and on a limiter per goroutine taken from a
+// rule's limiterSet (one uid per trading process), as the agent does.
 func BenchmarkLimiterAllow(b *testing.B) {
-	l := NewLimiter(1e9, 1e6)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			l.Allow()
-		}
+	b.Run("shared", func(b *testing.B) {
+		l := NewLimiter(1e9, 1e6)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				l.Allow()
+			}
+		})
+	})
+	b.Run("per-uid", func(b *testing.B) {
+		set := &limiterSet{rate: 1e9, burst: 1e6, byUID: make(map[uint32]*Limiter)}
+		var count atomic.Int64
+		var next atomic.Uint32
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			uid := next.Add(1)
+			for pb.Next() {
+				set.get(uid, &count, maxLimiters, time.Now).Allow()
+			}
+		})
 	})
 }

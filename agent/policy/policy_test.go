@@ -284,8 +284,8 @@ allow   = ["get"]
 	if l := p.Decide(caller(1), OpGet, "b").Limiter; l != nil {
 		t.Errorf("Decide(b).Limiter = %p, want nil without rate", l)
 	}
-	if l1 != nil && l1.burst != 3 {
-		t.Errorf("burst = %v, want ceil(rate) = 3", l1.burst)
+	if l1 != nil && l1.l.Burst() != 3 {
+		t.Errorf("burst = %v, want ceil(rate) = 3", l1.l.Burst())
 	}
 	reloaded := mustParse(t, `
 [[rule]]

@@ -25,8 +25,8 @@ import (
 // agent serves the change before the command returns. With no agent
 // running, the CLI works on the store itself.
 
-// agentSocket is the socket the CLI talks to: $KEYWARD_SOCKET, else the
-// configured one.
+// agentSocket is the socket the administrative commands talk to:
+// $KEYWARD_SOCKET, else the configured one.
 func agentSocket(cfg config.Config) string {
 	if s := os.Getenv(client.SocketEnv); s != "" {
 		return s
@@ -54,6 +54,58 @@ func runningAgent(c *cli.Context, cfg config.Config) (*client.Client, error) {
 		"a running agent must do this change: run as a member of the socket's group (keyward-clients), "+
 			"or stop the agent (systemctl stop keyward keyward.socket) to work on the store directly; "+
 			"$KEYWARD_SOCKET or agent.socket names the socket")
+}
+
+// clientSocket is the socket get, status, exec and render talk to:
+// --socket or $KEYWARD_SOCKET; else agent.socket of the configuration when
+// one is given (--config or $KEYWARD_CONFIG); else client.DefaultSocket.
+// Without a configuration given, they read none: a trading user needs
+// nothing but the socket.
+func clientSocket(c *cli.Context) (string, error) {
+	if c.IsSet(socketFlag.Name) {
+		return c.String(socketFlag.Name), nil
+	}
+	if c.IsSet(configFlag) {
+		cfg, err := loadConfig(c)
+		if err != nil {
+			return "", err
+		}
+		return cfg.Agent.Socket, nil
+	}
+	return client.DefaultSocket, nil
+}
+
+// dialAgent connects to the agent on the socket clientSocket names, and
+// returns it with the socket; when it cannot, the error says why in words
+// and what to check.
+func dialAgent(ctx context.Context, c *cli.Context) (*client.Client, string, error) {
+	socket, err := clientSocket(c)
+	if err != nil {
+		return nil, "", err
+	}
+	cl, err := client.Dial(ctx, socket)
+	if err != nil {
+		return nil, socket, agentUnreachable(err, socket)
+	}
+	return cl, socket, nil
+}
+
+// agentUnreachable explains a failed connection to the agent on socket.
+func agentUnreachable(err error, socket string) error {
+	which := "--socket, $KEYWARD_SOCKET or agent.socket in the configuration (--config) name another socket"
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return withHint(fmt.Errorf("no agent socket at %s", socket),
+			"is the agent's socket unit running? systemctl status keyward.socket (enable it with systemctl enable --now keyward.socket)", which)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return withHint(fmt.Errorf("no agent listens on %s", socket),
+			"systemctl status keyward.socket keyward.service; journalctl -u keyward says why the agent stopped", which)
+	case errors.Is(err, fs.ErrPermission):
+		return withHint(fmt.Errorf("permission denied connecting to the agent at %s", socket),
+			"the socket admits the members of its group, keyward-clients: usermod -aG keyward-clients USER, then log in again (a service: SupplementaryGroups=keyward-clients)", which)
+	}
+	return withHint(fmt.Errorf("the agent at %s does not answer: %w", socket, err),
+		"systemctl status keyward.service; journalctl -u keyward")
 }
 
 // agentRefused explains an administrative request the agent refused.

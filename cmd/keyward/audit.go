@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -114,22 +113,6 @@ func auditFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 		return f, usagef("%v", err)
 	}
 	return f, nil
-}
-
-// lookupUID reads a uid, or the uid of a user name.
-func lookupUID(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, usagef("--uid %q is neither a uid nor a user of this host", s)
-	}
-	n, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("user %s has uid %q", s, u.Uid)
-	}
-	return uint32(n), nil
 }
 
 // parseWhen reads a time as --since and --until take it: RFC 3339, a

@@ -20,8 +20,22 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
+// onUsageError turns urfave/cli's flag errors into usage errors, with a
+// did-you-mean for a misspelt flag.
 func onUsageError(c *cli.Context, err error, _ bool) error {
-	return &usageError{err.Error()}
+	ue := &usageError{err.Error()}
+	name, undefined := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !undefined || c.Command == nil {
+		return ue
+	}
+	var names []string
+	for _, f := range append(c.Command.Flags, c.App.Flags...) {
+		names = append(names, f.Names()...)
+	}
+	if s := suggest(strings.TrimLeft(name, "-"), names); s != "" {
+		return withHint(ue, fmt.Sprintf("did you mean --%s?", s))
+	}
+	return ue
 }
 
 // A hintError carries what an operator can do about an error; report
@@ -61,18 +75,36 @@ func report(w io.Writer, err error) int {
 	if errors.As(err, &ec) && err.Error() == "" {
 		return ec.ExitCode()
 	}
-	fmt.Fprintf(w, "keyward: error: %s\n", strings.TrimSpace(err.Error()))
+	fmt.Fprintf(w, "keyward: error: %s\n", unprefixed(err.Error()))
 	for _, h := range hints(err) {
 		fmt.Fprintf(w, "keyward: hint: %s\n", h)
 	}
 	var ue *usageError
-	if errors.As(err, &ue) {
+	switch {
+	case errors.As(err, &ue):
 		return exitUsage
-	}
-	if errors.As(err, &ec) {
+	case errors.As(err, &ec) && ec.ExitCode() == exitCLIHelp:
+		return exitUsage // keyward help NOSUCH
+	case errors.As(err, &ec):
 		return ec.ExitCode()
 	}
 	return exitFailed
+}
+
+// exitCLIHelp is the status urfave/cli's help command gives an unknown
+// topic.
+const exitCLIHelp = 3
+
+// unprefixed removes the "keyward: " that the client package's errors
+// carry (client.ErrDenied is "keyward: access denied"), at the start of
+// msg and after each ": ", so that report prints one prefix.
+func unprefixed(msg string) string {
+	msg = strings.TrimSpace(msg)
+	msg = strings.ReplaceAll(msg, ": keyward: ", ": ")
+	for strings.HasPrefix(msg, "keyward: ") {
+		msg = strings.TrimPrefix(msg, "keyward: ")
+	}
+	return msg
 }
 
 // hints returns what an operator can do about err: the hints attached to

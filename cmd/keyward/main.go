@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +36,10 @@ func main() {
 // os.Exit, so tests can call it in-process.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	args, err := interspersed(app, args)
+	if err == nil {
+		err = app.Run(args)
+	}
 	return report(stderr, err)
 }
 
@@ -80,7 +85,9 @@ func commands() []*cli.Command {
 		getCommand(),
 		signCommand(),
 		execCommand(),
+		renderCommand(),
 		policyCommand(),
+		configCommand(),
 		pcrsCommand(),
 		resealCommand(),
 		recoveryCommand(),
@@ -99,18 +106,76 @@ func commands() []*cli.Command {
 			},
 		},
 	}
-	for _, c := range cmds {
-		c.OnUsageError = onUsageError
+	var setup func(string, []*cli.Command)
+	setup = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = onUsageError
+			requireFlags(c, prefix+c.Name)
+			if len(c.Subcommands) > 0 {
+				c.Action = unknownCommand
+				setup(prefix+c.Name+" ", c.Subcommands)
+			}
+		}
 	}
+	setup("", cmds)
 	return cmds
 }
 
-// unknownCommand runs when no subcommand matched.
-func unknownCommand(c *cli.Context) error {
-	if c.Args().Present() {
-		return usagef("unknown command %q", c.Args().First())
+// requireFlags moves the check of c's required flags from urfave/cli,
+// which prints the command's help and exits 1, into c's Action, as a
+// usage error: exit 2, like every other mistake in how keyward is called.
+// name is the command as typed: "provisioner new".
+func requireFlags(c *cli.Command, name string) {
+	var names []string
+	for _, f := range c.Flags {
+		if rf, ok := f.(cli.RequiredFlag); ok && rf.IsRequired() {
+			// Every urfave/cli flag type has an exported Required field.
+			if r := reflect.ValueOf(f).Elem().FieldByName("Required"); r.CanSet() {
+				r.SetBool(false)
+				names = append(names, f.Names()[0])
+			}
+		}
 	}
-	return cli.ShowAppHelp(c)
+	if len(names) == 0 || c.Action == nil {
+		return
+	}
+	action := c.Action
+	c.Action = func(ctx *cli.Context) error {
+		for _, n := range names {
+			if !ctx.IsSet(n) {
+				return usagef("%s needs --%s", name, n)
+			}
+		}
+		return action(ctx)
+	}
+}
+
+// unknownCommand runs when no command, or no subcommand of a command
+// that has them (policy, recovery), matched: a usage error, with the
+// likely command when the word looks like a typo of one.
+func unknownCommand(c *cli.Context) error {
+	cmds, prefix := c.App.Commands, "keyward "
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		cmds, prefix = c.Command.Subcommands, "keyward "+c.Command.Name+" "
+	}
+	if !c.Args().Present() {
+		if prefix == "keyward " {
+			return cli.ShowAppHelp(c)
+		}
+		var names []string
+		for _, s := range cmds {
+			if s.Name != "help" {
+				names = append(names, s.Name)
+			}
+		}
+		return usagef("%sneeds a subcommand: %s", prefix, strings.Join(names, ", "))
+	}
+	name := c.Args().First()
+	err := usagef("unknown command %q", strings.TrimPrefix(prefix, "keyward ")+name)
+	if s := suggest(name, commandNames(cmds)); s != "" {
+		return withHint(err, fmt.Sprintf("did you mean %s%s?", prefix, s))
+	}
+	return err
 }
 
 // configNoArgs loads the configuration for a command that takes no

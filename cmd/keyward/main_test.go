@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +60,8 @@ func TestScripts(t *testing.T) {
 					"extendpcr": extendPCR,
 					"newtpm":    newTPM,
 					"newtoken":  newToken,
+					"json":      jsonField,
+					"waitfile":  waitFile,
 				},
 			})
 		})
@@ -229,6 +236,76 @@ func waitSocket(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("nothing listens on %s", path)
 }
 
+// jsonField checks the JSON document on the last command's stdout: json
+// PATH VALUE compares the value at PATH (dotted, with indexes: a.0.b) in
+// its JSON text (strings unquoted); json PATH checks that PATH exists, and
+// ! json PATH that it does not.
+func jsonField(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 || neg && len(args) != 1 {
+		ts.Fatalf("usage: json PATH [VALUE] | ! json PATH")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &v); err != nil {
+		ts.Fatalf("json: stdout is not a JSON document: %v", err)
+	}
+	for _, k := range strings.Split(args[0], ".") {
+		switch n := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = n[k]; !ok {
+				if neg {
+					return
+				}
+				ts.Fatalf("json: no field %q on the path %s", k, args[0])
+			}
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(n) {
+				if neg {
+					return
+				}
+				ts.Fatalf("json: no element %q on the path %s (%d elements)", k, args[0], len(n))
+			}
+			v = n[i]
+		default:
+			if neg {
+				return
+			}
+			ts.Fatalf("json: %s: cannot index %T with %q", args[0], v, k)
+		}
+	}
+	if neg {
+		ts.Fatalf("json: %s exists", args[0])
+	}
+	if len(args) == 2 {
+		got, _ := json.Marshal(v)
+		if s, ok := v.(string); ok {
+			got = []byte(s)
+		}
+		if string(got) != args[1] {
+			ts.Fatalf("json: %s = %s, want %s", args[0], got, args[1])
+		}
+	}
+}
+
+// waitFile waits up to 10s until a file's contents match a regular
+// expression: waitfile FILE REGEXP.
+func waitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitfile FILE REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, err = os.ReadFile(path); err == nil && re.Match(b) {
+			return
+		}
+	}
+	ts.Fatalf("waitfile: %s does not match %q after 10s; it holds %q", args[0], args[1], b)
+}
+
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 // TestExitCodes checks the usage errors that need no backend: exit status 2
@@ -251,6 +328,22 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"rm", "a"}, 2, "--yes"},
 		{[]string{"init", "extra"}, 2, "no arguments"},
 		{[]string{"list"}, 1, "machine id"},
+		{[]string{"lsit"}, 2, "did you mean keyward list?"},
+		{[]string{"policy", "chek", "a"}, 2, "did you mean keyward policy check?"},
+		{[]string{"policy"}, 2, "needs a subcommand: check"},
+		{[]string{"policy", "check", "a"}, 2, "needs --uid USER"},
+		{[]string{"policy", "check", "--uid", "no-such-user-kw", "a"}, 2, "no such user"},
+		{[]string{"help", "nosuch"}, 2, "No help topic"},
+		{[]string{"rotate", "a", "--grac", "1h"}, 2, "did you mean --grace?"},
+		{[]string{"put", "a", "--expires", "soon"}, 2, "--expires"},
+		{[]string{"put", "a", "--expires"}, 2, "flag needs an argument: --expires"},
+		{[]string{"rm", "a", "--nosuch"}, 2, "flag provided but not defined"},
+		{[]string{"config", "check", "a", "b"}, 2, "at most one"},
+		{[]string{"render", "t.tmpl"}, 2, "needs --out"},
+		{[]string{"seal", "a/b"}, 2, "seal needs --to"},
+		{[]string{"provisioner", "new"}, 2, "provisioner new needs --out"},
+		{[]string{"exec", "--restart-on-rotate", "--signal-on-rotate", "HUP", "--env", "A=b", "--", "true"}, 2, "exclude each other"},
+		{[]string{"exec", "--signal-on-rotate", "NOPE", "--env", "A=b", "--", "true"}, 2, "not a signal name"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -269,6 +362,78 @@ func TestExitCodes(t *testing.T) {
 			if tt.code != 0 && !strings.HasPrefix(stderr.String(), "keyward: error: ") {
 				t.Errorf("stderr = %q, want it to start with keyward: error:", stderr.String())
 			}
+			if strings.Contains(stderr.String(), "error: keyward:") {
+				t.Errorf("stderr = %q, with a doubled prefix", stderr.String())
+			}
 		})
 	}
+}
+
+// TestAgentUnreachable checks what get says when no agent answers: no
+// socket, nothing listening, and a socket this user may not connect to
+// (a real EACCES: the command runs as uid 4242 against a 0600 socket).
+func TestAgentUnreachable(t *testing.T) {
+	dir := testenv.PublicDir(t)
+	refused := filepath.Join(dir, "refused.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: refused, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	denied := filepath.Join(dir, "denied.sock")
+	ld, err := net.Listen("unix", denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	if err := os.Chmod(denied, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		socket, want, hint string
+	}{
+		{filepath.Join(dir, "none.sock"), "no agent socket at ", "systemctl status keyward.socket"},
+		{refused, "no agent listens on ", "journalctl -u keyward"},
+	} {
+		var stderr bytes.Buffer
+		code := run([]string{"keyward", "get", "--socket", tt.socket, "a/b"}, strings.NewReader(""), io.Discard, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "keyward: error: "+tt.want+tt.socket+"\n") ||
+			!strings.Contains(stderr.String(), "keyward: hint: ") || !strings.Contains(stderr.String(), tt.hint) {
+			t.Errorf("get --socket %s: exit %d, stderr %q; want 1, %q and a hint with %q", tt.socket, code, stderr.String(), tt.want, tt.hint)
+		}
+	}
+
+	if os.Getuid() != 0 {
+		t.Skip("the EACCES case runs a command as another uid, which needs root")
+	}
+	cmd := exec.Command(linkCLI(t, dir), "get", "--socket", denied, "a/b")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 4242, Groups: []uint32{}}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("get as uid 4242: %v, want exit status 1 (stderr %q)", err, stderr.String())
+	}
+	for _, want := range []string{"keyward: error: permission denied connecting to the agent at " + denied + "\n", "keyward-clients", "$KEYWARD_SOCKET"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("get as uid 4242: stderr %q, want %q", stderr.String(), want)
+		}
+	}
+}
+
+// linkCLI links the test binary into dir as "keyward", the name for which
+// testscript.Main runs the CLI, so that another uid can run it.
+func linkCLI(t *testing.T, dir string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "keyward")
+	if err := os.Link(exe, bin); err != nil {
+		t.Fatalf("link the test binary: %v", err)
+	}
+	return bin
 }

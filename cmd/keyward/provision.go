@@ -155,8 +155,9 @@ func rotateCommand() *cli.Command {
 			"version stays servable for the grace period (--grace, default store.grace, 24h), then is\n" +
 			"refused as expired and deleted by the agent or keyward prune. A running agent serves the\n" +
 			"new version before rotate returns: no restart, no dropped connection. A name that does\n" +
-			"not exist is refused: a typo during an incident must not create a secret.",
-		Flags: valueFlags(),
+			"not exist is refused: a typo during an incident must not create a secret. --dry-run\n" +
+			"says what it would store, and reads no value.",
+		Flags: append(valueFlags(), dryRunFlag),
 		Action: func(c *cli.Context) error {
 			return storeValue(c, true, true)
 		},
@@ -228,6 +229,9 @@ func storeValue(c *cli.Context, newVersion, mustExist bool) error {
 		if grace, err = config.ParseDuration(g); err != nil {
 			return usagef("--grace: %v", err)
 		}
+	}
+	if c.Bool(dryRunFlag.Name) {
+		return dryRunRotate(c, cfg, name, grace)
 	}
 	value, cred, err := readSecret(c, name)
 	if err != nil {
@@ -370,6 +374,7 @@ func listCommand() *cli.Command {
 		Description: "list reads the store's metadata and shows each version's state. A version whose\n" +
 			"envelope cannot be read, or was sealed on another host, is DAMAGED. When an agent runs,\n" +
 			"what it could not load (a damaged envelope, a backend that did not answer) is shown too.",
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			cfg, s, err := storeNoArgs(c)
 			if err != nil {
@@ -379,34 +384,32 @@ func listCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			problems := agentProblems(c, cfg)
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES\tSTATE")
-			now := time.Now()
-			damaged := len(unnamed)
-			for _, sec := range secrets {
-				for _, v := range sec.Versions {
-					created, expires := "-", "-"
-					if e := v.Envelope; e != nil {
-						created, expires = formatTime(e.Created), formatExpiry(e.Expires)
+			doc := listDocument(secrets, unnamed, time.Now(), cfg.Store.ExpiryWarning.Duration, agentProblems(c, cfg))
+			if c.Bool(jsonFlag.Name) {
+				if err := writeJSON(c.App.Writer, doc); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tVERSION\tCREATED\tEXPIRES\tSTATE")
+				for _, sec := range doc.Secrets {
+					for _, v := range sec.Versions {
+						fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", sec.Name, v.Version, orDash(v.Created), orNever(v), versionState(&v))
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", sec.Name, v.Version, created, expires,
-						versionState(&v, now, cfg.Store.ExpiryWarning.Duration, problems[sec.Name]))
+				}
+				tw.Flush()
+			}
+			damaged := len(doc.Unnamed)
+			for _, sec := range doc.Secrets {
+				for _, v := range sec.Versions {
 					if v.Damaged != nil {
+						warn(c.App.ErrWriter, *v.Damaged)
 						damaged++
 					}
 				}
 			}
-			tw.Flush()
-			for _, sec := range secrets {
-				for _, v := range sec.Versions {
-					if v.Damaged != nil {
-						warn(c.App.ErrWriter, v.Damaged.Error())
-					}
-				}
-			}
-			for _, d := range unnamed {
-				warn(c.App.ErrWriter, d.Error())
+			for _, d := range doc.Unnamed {
+				warn(c.App.ErrWriter, d)
 			}
 			if damaged > 0 {
 				return withHint(fmt.Errorf("%d envelope(s) are damaged; the others are listed", damaged),
@@ -418,25 +421,74 @@ func listCommand() *cli.Command {
 	}
 }
 
-// versionState says how a version stands at now, as list shows it, with
-// what the agent reports of its secret when one runs.
-func versionState(v *store.VersionInfo, now time.Time, warn time.Duration, p *client.Problem) string {
-	state := v.State(now, warn)
-	switch {
-	case state == store.StateDamaged:
-		return "DAMAGED"
-	case state == store.StateGrace:
-		return "grace until " + formatTime(v.Until)
-	case p != nil && v.Current && p.State == "damaged" && p.Serving == v.Version:
-		return state.String() + "; DAMAGED: it does not decrypt; the agent serves the copy it loaded before"
-	case p != nil && v.Current && p.State == "damaged":
-		return state.String() + "; DAMAGED: it does not decrypt"
-	case p != nil && v.Current && p.State == "stale":
-		return fmt.Sprintf("%s; the agent could not load it and serves version %d", state, p.Serving)
-	case p != nil && v.Current:
-		return fmt.Sprintf("%s; the agent could not load it", state)
+// listDocument is what list shows: every version's state at now, with
+// what a running agent reports of the secrets it does not serve from their
+// newest version.
+func listDocument(secrets []*store.SecretInfo, unnamed []error, now time.Time, warn time.Duration, problems map[string]*client.Problem) listJSON {
+	doc := listJSON{Secrets: []listSecretJSON{}, Unnamed: []string{}}
+	for _, sec := range secrets {
+		out := listSecretJSON{Name: sec.Name}
+		for _, v := range sec.Versions {
+			st := v.State(now, warn)
+			j := listVersionJSON{Version: v.Version, State: jsonStates[st], Current: v.Current, Until: jsonTime(v.Until), state: st}
+			if e := v.Envelope; e != nil {
+				j.Created, j.Expires = jsonTime(e.Created), jsonTime(e.Expires)
+			}
+			if v.Damaged != nil {
+				msg := v.Damaged.Error()
+				j.Damaged = &msg
+			}
+			if p := problems[sec.Name]; p != nil && v.Current {
+				j.Agent = &agentProblemJSON{State: p.State, Serving: p.Serving, Newest: p.Newest}
+			}
+			out.Versions = append(out.Versions, j)
+		}
+		doc.Secrets = append(doc.Secrets, out)
 	}
-	return state.String()
+	for _, d := range unnamed {
+		doc.Unnamed = append(doc.Unnamed, d.Error())
+	}
+	return doc
+}
+
+func orDash(t *string) string {
+	if t == nil {
+		return "-"
+	}
+	return *t
+}
+
+// orNever is the EXPIRES column: "-" for an envelope that cannot be read,
+// "never" for no expiry.
+func orNever(v listVersionJSON) string {
+	switch {
+	case v.Created == nil:
+		return "-"
+	case v.Expires == nil:
+		return "never"
+	}
+	return *v.Expires
+}
+
+// versionState says how a version stands, as list shows it, with what
+// the agent reports of its secret when one runs.
+func versionState(v *listVersionJSON) string {
+	p := v.Agent
+	switch {
+	case v.state == store.StateDamaged:
+		return "DAMAGED"
+	case v.state == store.StateGrace:
+		return "grace until " + orDash(v.Until)
+	case p != nil && p.State == "damaged" && p.Serving == v.Version:
+		return v.state.String() + "; DAMAGED: it does not decrypt; the agent serves the copy it loaded before"
+	case p != nil && p.State == "damaged":
+		return v.state.String() + "; DAMAGED: it does not decrypt"
+	case p != nil && p.State == "stale":
+		return fmt.Sprintf("%s; the agent could not load it and serves version %d", v.state, p.Serving)
+	case p != nil:
+		return fmt.Sprintf("%s; the agent could not load it", v.state)
+	}
+	return v.state.String()
 }
 
 // agentProblems returns, by name, what a running agent reports it does
@@ -474,6 +526,7 @@ func inspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "show an envelope's metadata without decrypting it",
 		ArgsUsage: "FILE | NAME[@VERSION]",
+		Flags:     []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one envelope FILE or secret NAME[@VERSION]")
@@ -490,17 +543,24 @@ func inspectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			h, err := store.ReadHostID(cfg.Store.MachineIDFile)
+			doc := inspectJSON{File: path, Format: 1, Name: e.Name, Version: e.Version, Created: jsonTime(e.Created),
+				Expires: jsonTime(e.Expires), Backend: e.Backend(), KeyID: e.KeyID, Host: e.Host.String(), ThisHost: err == nil && h == e.Host,
+				WrappedKey: len(e.WrappedKey), Ciphertext: len(e.Ciphertext), Value: len(e.Ciphertext) - 16}
+			if cr := e.Credential; cr != nil {
+				doc.Format = 2
+				doc.Credential = &credentialJSON{Exchange: cr.Exchange, KeyID: cr.KeyID, KeyType: cr.KeyType}
+			}
+			if c.Bool(jsonFlag.Name) {
+				return writeJSON(c.App.Writer, doc)
+			}
 			host := "another host"
-			if h, err := store.ReadHostID(cfg.Store.MachineIDFile); err == nil && h == e.Host {
+			if doc.ThisHost {
 				host = "this host"
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 1, ' ', 0)
 			fmt.Fprintf(tw, "file:\t%s\n", path)
-			format := 1
-			if e.Credential != nil {
-				format = 2
-			}
-			fmt.Fprintf(tw, "format:\tkeyward envelope v%d\n", format)
+			fmt.Fprintf(tw, "format:\tkeyward envelope v%d\n", doc.Format)
 			fmt.Fprintf(tw, "name:\t%s\n", e.Name)
 			fmt.Fprintf(tw, "version:\t%d\n", e.Version)
 			fmt.Fprintf(tw, "created:\t%s\n", formatTime(e.Created))
@@ -511,8 +571,8 @@ func inspectCommand() *cli.Command {
 			fmt.Fprintf(tw, "backend:\t%s\n", e.Backend())
 			fmt.Fprintf(tw, "key id:\t%s\n", e.KeyID)
 			fmt.Fprintf(tw, "host:\t%s (%s)\n", e.Host, host)
-			fmt.Fprintf(tw, "wrapped key:\t%d bytes\n", len(e.WrappedKey))
-			fmt.Fprintf(tw, "ciphertext:\t%d bytes (value of %d bytes)\n", len(e.Ciphertext), len(e.Ciphertext)-16)
+			fmt.Fprintf(tw, "wrapped key:\t%d bytes\n", doc.WrappedKey)
+			fmt.Fprintf(tw, "ciphertext:\t%d bytes (value of %d bytes)\n", doc.Ciphertext, doc.Value)
 			return tw.Flush()
 		},
 	}
@@ -550,9 +610,11 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "NAME[@VERSION]",
 		Description: "rm NAME deletes every version of the secret; rm NAME@VERSION deletes one older\n" +
 			"version (the current one cannot be removed alone: that would serve an older version\n" +
-			"again). A running agent stops serving what was removed before rm returns.",
+			"again). A running agent stops serving what was removed before rm returns. --dry-run\n" +
+			"says what would be removed.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "yes", Usage: "confirm the removal"},
+			dryRunFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -566,12 +628,16 @@ func rmCommand() *cli.Command {
 			if version != 0 {
 				what = fmt.Sprintf("version %d of %s", version, name)
 			}
-			if !c.Bool("yes") {
-				return usagef("rm deletes %s and cannot be undone; add --yes to confirm", what)
+			dry := c.Bool(dryRunFlag.Name)
+			if !c.Bool("yes") && !dry {
+				return usagef("rm deletes %s and cannot be undone; add --yes to confirm (or --dry-run to see what it would remove)", what)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
+			}
+			if dry {
+				return dryRunRemove(c, cfg, name, version)
 			}
 			cl, err := runningAgent(c, cfg)
 			if err != nil {
@@ -642,10 +708,14 @@ func pruneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "prune",
 		Usage: "delete versions past their grace period (the agent also does this every minute)",
+		Flags: []cli.Flag{dryRunFlag},
 		Action: func(c *cli.Context) error {
 			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool(dryRunFlag.Name) {
+				return dryRunPrune(c, cfg)
 			}
 			cl, err := runningAgent(c, cfg)
 			if err != nil {

@@ -22,15 +22,20 @@ func rewrapCommand() *cli.Command {
 			"any point, the store stays readable with the old or the new key, and running rewrap again\n" +
 			"completes it. --destroy-old then deletes the old key from the token, only after success.\n" +
 			"With a TPM, it moves every data key to a new store key sealed to the configured PCRs (a\n" +
-			"store made before store keys is so migrated). The agent must be stopped.",
+			"store made before store keys is so migrated). The agent must be stopped. --dry-run says\n" +
+			"what it would do, opening neither the token nor the TPM.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "new-object", Usage: "label of the new key-encryption key (HSM)"},
 			&cli.BoolFlag{Name: "destroy-old", Usage: "delete the old key from the token after success (HSM)"},
+			dryRunFlag,
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := configNoArgs(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool(dryRunFlag.Name) {
+				return dryRunRewrap(c, cfg)
 			}
 			if cfg.Backend == config.BackendTPM {
 				return rewrapTPM(c, cfg)

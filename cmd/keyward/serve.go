@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"os/user"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -171,9 +168,8 @@ func lookupGroup(name string) (int, error) {
 
 var socketFlag = &cli.StringFlag{
 	Name:    "socket",
-	Usage:   "agent socket `PATH`",
+	Usage:   "agent socket `PATH` (default: agent.socket of the configuration given with --config, else " + client.DefaultSocket + ")",
 	EnvVars: []string{client.SocketEnv},
-	Value:   client.DefaultSocket,
 }
 
 func getCommand() *cli.Command {
@@ -182,7 +178,8 @@ func getCommand() *cli.Command {
 		Usage:     "print a secret fetched from the running agent",
 		ArgsUsage: "NAME",
 		Description: "get asks the agent for the secret and writes its value, exactly, with no newline\n" +
-			"added, to stdout or to a new file created 0600 (--out). It reads no configuration.",
+			"added, to stdout or to a new file created 0600 (--out). It reads a configuration only\n" +
+			"when one is given (--config or $KEYWARD_CONFIG), for agent.socket.",
 		Flags: []cli.Flag{
 			socketFlag,
 			&cli.UintFlag{Name: "version", Usage: "a given `VERSION` instead of the current one"},
@@ -196,7 +193,7 @@ func getCommand() *cli.Command {
 			if v > 1<<32-1 {
 				return usagef("--version %d is out of range", v)
 			}
-			cl, err := client.Dial(c.Context, c.String("socket"))
+			cl, _, err := dialAgent(c.Context, c)
 			if err != nil {
 				return err
 			}
@@ -231,17 +228,16 @@ func statusCommand() *cli.Command {
 			"backend is healthy and it serves every secret from its newest version, and 1 when the\n" +
 			"agent cannot be reached or something needs attention. Any caller that can connect may\n" +
 			"ask; secrets and their problems are shown only to callers the policy names.",
-		Flags: []cli.Flag{socketFlag},
+		Flags: []cli.Flag{socketFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("status takes no arguments")
 			}
-			path := c.String("socket")
 			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 			defer cancel()
-			cl, err := client.Dial(ctx, path)
+			cl, path, err := dialAgent(ctx, c)
 			if err != nil {
-				return fmt.Errorf("the agent at %s cannot be reached: %w", path, err)
+				return err
 			}
 			defer cl.Close()
 			st, err := cl.Status(ctx)
@@ -252,17 +248,25 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("the agent at %s did not answer: %w", path, err)
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "agent:    %s\n", st.Agent)
-			fmt.Fprintf(w, "socket:   %s\n", path)
-			fmt.Fprintf(w, "health:   %s\n", overallHealth(h))
-			fmt.Fprintf(w, "backend:  %s, %s\n", st.Backend, backendHealth(h))
-			fmt.Fprintf(w, "secrets:  %d\n", st.Secrets)
-			fmt.Fprintf(w, "uptime:   %s\n", st.Uptime.Truncate(time.Second))
+			doc := statusJSON{Agent: st.Agent, Socket: path, Health: "healthy", Secrets: st.Secrets,
+				UptimeSeconds: int64(st.Uptime / time.Second), Problems: []problemJSON{}, Expiring: expiring(c),
+				Backend: backendJSON{Name: st.Backend, Healthy: h.BackendOK, Since: jsonTime(h.BackendSince), LastOK: jsonTime(h.LastOK)}}
 			for _, p := range h.Problems {
-				fmt.Fprintf(w, "problem:  %s\n", describeProblem(p))
+				doc.Problems = append(doc.Problems, problemJSON{Name: p.Name, State: p.State, Serving: p.Serving, Newest: p.Newest})
 			}
-			printExpiring(c, w)
+			switch {
+			case !h.BackendOK:
+				doc.Health = "unhealthy"
+			case len(h.Problems) > 0:
+				doc.Health = "degraded"
+			}
+			if c.Bool(jsonFlag.Name) {
+				if err := writeJSON(c.App.Writer, doc); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.App.Writer, &doc, h)
+			}
 			switch {
 			case !h.BackendOK:
 				return withHint(errors.New("the agent's backend does not answer; it serves what it holds and retries"),
@@ -273,6 +277,30 @@ func statusCommand() *cli.Command {
 			}
 			return nil
 		},
+	}
+}
+
+// printStatus writes status's text.
+func printStatus(w io.Writer, doc *statusJSON, h *client.Health) {
+	fmt.Fprintf(w, "agent:    %s\n", doc.Agent)
+	fmt.Fprintf(w, "socket:   %s\n", doc.Socket)
+	fmt.Fprintf(w, "health:   %s\n", overallHealth(h))
+	fmt.Fprintf(w, "backend:  %s, %s\n", doc.Backend.Name, backendHealth(h))
+	fmt.Fprintf(w, "secrets:  %d\n", doc.Secrets)
+	fmt.Fprintf(w, "uptime:   %s\n", time.Duration(doc.UptimeSeconds)*time.Second)
+	for _, p := range h.Problems {
+		fmt.Fprintf(w, "problem:  %s\n", describeProblem(p))
+	}
+	e := doc.Expiring
+	switch {
+	case e == nil:
+	case len(e.Versions) == 0:
+		fmt.Fprintf(w, "expiring: none within %s\n", time.Duration(e.WindowSeconds)*time.Second)
+	default:
+		fmt.Fprintf(w, "expiring: %d within %s:\n", len(e.Versions), time.Duration(e.WindowSeconds)*time.Second)
+		for _, v := range e.Versions {
+			fmt.Fprintf(w, "  %s version %d at %s\n", v.Name, v.Version, v.At)
+		}
 	}
 }
 
@@ -319,92 +347,32 @@ func describeProblem(p client.Problem) string {
 	return fmt.Sprintf("%s: %s (version %d, serving %d)", p.Name, p.State, p.Newest, p.Serving)
 }
 
-// printExpiring lists, from the store's metadata when this user can read
-// it, the current versions that expire within the warning window.
-func printExpiring(c *cli.Context, w io.Writer) {
+// expiring lists, from the store's metadata when this user can read it,
+// the current versions that expire within the warning window; nil when it
+// cannot be read.
+func expiring(c *cli.Context) *expiringJSON {
 	cfg, err := loadConfig(c)
 	if err != nil {
-		return
+		return nil
 	}
 	s, err := openStoreNoBackend(cfg)
 	if err != nil {
-		return
+		return nil
 	}
 	secrets, _, err := s.Secrets()
 	if err != nil {
-		return
+		return nil
 	}
 	window := cfg.Store.ExpiryWarning.Duration
+	out := &expiringJSON{WindowSeconds: int64(window / time.Second), Versions: []expiryEntryJSON{}}
 	now := time.Now()
-	var soon []string
 	for _, sec := range secrets {
 		v := sec.Latest()
 		if v.State(now, window) == store.StateExpiresSoon {
-			soon = append(soon, fmt.Sprintf("%s version %d at %s", sec.Name, v.Version, formatTime(v.Until)))
+			out.Versions = append(out.Versions, expiryEntryJSON{Name: sec.Name, Version: v.Version, At: formatTime(v.Until)})
 		}
 	}
-	if len(soon) == 0 {
-		fmt.Fprintf(w, "expiring: none within %s\n", window)
-		return
-	}
-	fmt.Fprintf(w, "expiring: %d within %s:\n", len(soon), window)
-	for _, l := range soon {
-		fmt.Fprintf(w, "  %s\n", l)
-	}
-}
-
-func execCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "exec",
-		Usage:     "run a program with secrets in its environment",
-		ArgsUsage: "--env VAR=NAME... -- COMMAND [ARG...]",
-		Description: "exec fetches each NAME from the agent and replaces itself with COMMAND, with VAR set\n" +
-			"to the value. For tools that only read environment variables: any process of the same\n" +
-			"user can read a process's environment, so prefer the Go client or `get --out`.",
-		Flags: []cli.Flag{
-			socketFlag,
-			&cli.StringSliceFlag{Name: "env", Usage: "set `VAR=NAME`: environment variable VAR to secret NAME"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() == 0 {
-				return usagef("exec needs a COMMAND after --")
-			}
-			vars := c.StringSlice("env")
-			if len(vars) == 0 {
-				return usagef("exec needs at least one --env VAR=NAME")
-			}
-			path, err := exec.LookPath(c.Args().First())
-			if err != nil {
-				return err
-			}
-			cl, err := client.Dial(c.Context, c.String("socket"))
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			env := os.Environ()
-			for _, kv := range vars {
-				name, secret, ok := strings.Cut(kv, "=")
-				if !ok || name == "" || strings.ContainsAny(name, "=\x00") {
-					return usagef("--env %q is not VAR=NAME", kv)
-				}
-				sec, err := cl.Get(c.Context, secret)
-				if err != nil {
-					return fmt.Errorf("%s: %w", secret, err)
-				}
-				if strings.IndexByte(string(sec.Bytes()), 0) >= 0 {
-					sec.Wipe()
-					return fmt.Errorf("%s contains a NUL byte and cannot go into an environment variable", secret)
-				}
-				// Drop an inherited VAR first: most programs read the first
-				// VAR= entry, and would get the old value.
-				env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
-				env = append(env, name+"="+string(sec.Bytes()))
-				sec.Wipe()
-			}
-			return syscall.Exec(path, c.Args().Slice(), env)
-		},
-	}
+	return out
 }
 
 func policyCommand() *cli.Command {
@@ -421,12 +389,13 @@ func policyCommand() *cli.Command {
 				&cli.StringFlag{Name: "request", Usage: "with --op sign: the request `\"METHOD URL\"` to sign, e.g. \"POST https://api.binance.com/api/v3/order?symbol=BTCUSDT\""},
 				&cli.StringFlag{Name: "body", Usage: "with --request: the request `BODY`"},
 				&cli.StringFlag{Name: "exchange", Usage: "with --request: the credential's `EXCHANGE` (binance, bybit, okx, kraken, coinbase)"},
-				&cli.UintFlag{Name: "uid", Usage: "caller `UID`", Required: true},
+				&cli.StringFlag{Name: "uid", Usage: "the caller: a `USER` name or uid (required)"},
 				&cli.UintFlag{Name: "gid", Usage: "caller primary `GID`"},
 				&cli.UintSliceFlag{Name: "group", Usage: "caller supplementary `GID` (repeatable)"},
 				&cli.StringFlag{Name: "exe", Usage: "caller executable `PATH`"},
 				&cli.StringFlag{Name: "sha256", Usage: "caller executable SHA-256 `HEX`"},
 				&cli.StringFlag{Name: "unit", Usage: "caller systemd `UNIT`"},
+				jsonFlag,
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
@@ -436,13 +405,21 @@ func policyCommand() *cli.Command {
 				if err != nil {
 					return usagef("%v", err)
 				}
-				caller := &staticCaller{uid: uint32(c.Uint("uid")), gid: uint32(c.Uint("gid")),
+				if !c.IsSet("uid") {
+					return usagef("policy check needs --uid USER: the caller whose access to explain")
+				}
+				uid, err := lookupUID(c.String("uid"))
+				if err != nil {
+					return err
+				}
+				caller := &staticCaller{uid: uid, gid: uint32(c.Uint("gid")),
 					exe: c.String("exe"), unit: c.String("unit")}
+				asJSON := c.Bool(jsonFlag.Name)
 				if caller.exe != "" {
 					// As the agent sees it: the kernel reports the file
 					// exec'd, symbolic links resolved.
 					caller.exe = policy.ResolveExe(caller.exe)
-					if caller.exe != c.String("exe") {
+					if caller.exe != c.String("exe") && !asJSON {
 						fmt.Fprintf(c.App.Writer, "note: --exe %s resolves to %s, the path the agent sees\n", c.String("exe"), caller.exe)
 					}
 				}
@@ -485,17 +462,26 @@ func policyCommand() *cli.Command {
 				} else {
 					d, lines = pol.Explain(caller, op, c.Args().First())
 				}
-				w := c.App.Writer
-				for _, w := range pol.ExeWarnings() {
-					warn(c.App.ErrWriter, w)
-				}
 				verdict := "deny"
 				if d.Allowed {
 					verdict = "allow"
 				}
-				fmt.Fprintf(w, "%s: %s\n", verdict, d.Reason)
-				for _, l := range lines {
-					fmt.Fprintln(w, l)
+				w := c.App.Writer
+				if asJSON {
+					doc := policyCheckJSON{Decision: verdict, Rule: d.Rule, Reason: d.Reason, Op: op.String(), Secret: c.Args().First(),
+						Caller: callerJSON{UID: caller.uid, GID: caller.gid, Groups: append([]uint32{}, caller.groups...), Exe: caller.exe, Unit: caller.unit},
+						Rules:  append([]string{}, lines...), Warnings: append([]string{}, pol.ExeWarnings()...)}
+					if err := writeJSON(w, doc); err != nil {
+						return err
+					}
+				} else {
+					for _, w := range pol.ExeWarnings() {
+						warn(c.App.ErrWriter, w)
+					}
+					fmt.Fprintf(w, "%s: %s\n", verdict, d.Reason)
+					for _, l := range lines {
+						fmt.Fprintln(w, l)
+					}
 				}
 				if !d.Allowed {
 					return cli.Exit("", exitFailed)
@@ -504,6 +490,23 @@ func policyCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// lookupUID resolves --uid: a user name, or a number (which need not be
+// a known user).
+func lookupUID(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		return 0, usagef("--uid %q: no such user (%v); give a user name or a uid", s, err)
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("user %s has uid %q", s, u.Uid)
+	}
+	return uint32(n), nil
 }
 
 // staticCaller is a caller described on the command line.

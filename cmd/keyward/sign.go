@@ -93,7 +93,7 @@ func signCommand() *cli.Command {
 				return usagef("--version %d is out of range", v)
 			}
 			req.Version, req.RecvWindow = uint32(v), c.Duration("recv-window")
-			cl, err := client.Dial(c.Context, c.String("socket"))
+			cl, _, err := dialAgent(c.Context, c)
 			if err != nil {
 				return err
 			}

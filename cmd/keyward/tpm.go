@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -30,6 +31,7 @@ func pcrsCommand() *cli.Command {
 		Description: "pcrs reads the configured PCRs and checks the store's TPM store key (or, in a store\n" +
 			"made before store keys, each data key) against them, without unsealing anything. It\n" +
 			"exits 1 when a key would not unseal in this boot state.",
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			cfg, err := tpmConfig(c)
 			if err != nil {
@@ -46,35 +48,34 @@ func pcrsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "configured selection: %s\n", r.Selection)
+			doc := pcrsJSON{Selection: r.Selection.String(), PCRs: []pcrJSON{}, Keys: []sealedJSON{}, Legacy: r.Legacy}
 			for _, i := range r.Selection.PCRs() {
-				fmt.Fprintf(w, "  pcr %2d  %s\n", i, hex.EncodeToString(r.Values[i]))
+				doc.PCRs = append(doc.PCRs, pcrJSON{Index: i, Value: hex.EncodeToString(r.Values[i])})
 			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tSEALED TO\tPOLICY")
 			unsatisfied := 0
 			for _, st := range r.Sealed {
-				key := "store key"
-				if st.Name != "" {
-					key = fmt.Sprintf("%s version %d", st.Name, st.Version)
-				}
-				state := "satisfied"
-				switch {
-				case st.Err != nil:
-					state = st.Err.Error()
-					unsatisfied++
-				case len(st.Changed) > 0:
-					state = fmt.Sprintf("NOT satisfied: PCR %v changed since sealing", st.Changed)
-					unsatisfied++
-				}
-				sel := "-"
+				k := sealedJSON{Name: st.Name, Version: st.Version, Satisfied: st.Err == nil && len(st.Changed) == 0,
+					Changed: append([]int{}, st.Changed...)}
 				if !st.PCRs.IsZero() {
-					sel = st.PCRs.String()
+					sel := st.PCRs.String()
+					k.SealedTo = &sel
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", key, sel, state)
+				if st.Err != nil {
+					msg := st.Err.Error()
+					k.Error = &msg
+				}
+				if !k.Satisfied {
+					unsatisfied++
+				}
+				doc.Keys = append(doc.Keys, k)
 			}
-			tw.Flush()
+			if c.Bool(jsonFlag.Name) {
+				if err := writeJSON(c.App.Writer, doc); err != nil {
+					return err
+				}
+			} else {
+				printPCRs(c.App.Writer, &doc)
+			}
 			if r.Legacy && len(r.Sealed) > 0 {
 				warn(c.App.ErrWriter, "", "this store seals each data key on its own, which costs TPM commands per secret at every start; move it to a store key with keyward rewrap (docs/tpm.md)")
 			}
@@ -85,6 +86,31 @@ func pcrsCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// printPCRs writes pcrs's text.
+func printPCRs(w io.Writer, doc *pcrsJSON) {
+	fmt.Fprintf(w, "configured selection: %s\n", doc.Selection)
+	for _, p := range doc.PCRs {
+		fmt.Fprintf(w, "  pcr %2d  %s\n", p.Index, p.Value)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tSEALED TO\tPOLICY")
+	for _, k := range doc.Keys {
+		key := "store key"
+		if k.Name != "" {
+			key = fmt.Sprintf("%s version %d", k.Name, k.Version)
+		}
+		state := "satisfied"
+		switch {
+		case k.Error != nil:
+			state = *k.Error
+		case len(k.Changed) > 0:
+			state = fmt.Sprintf("NOT satisfied: PCR %v changed since sealing", k.Changed)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", key, orDash(k.SealedTo), state)
+	}
+	tw.Flush()
 }
 
 func resealCommand() *cli.Command {

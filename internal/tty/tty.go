@@ -1,5 +1,13 @@
 // Package tty reads a line from the controlling terminal with echo turned
 // off, for PINs and secrets typed by an operator.
+//
+// It is not golang.org/x/term's ReadPassword, which grows its line a byte
+// at a time (a 4 KiB value leaves 16 allocations, each an abandoned copy
+// of the secret's prefix, in the heap), reads lines of any length, and
+// leaves the terminal with echo off when the process is interrupted at
+// the prompt. Prompt allocates its buffer once, bounds the line and
+// clears what it read; WithEchoOff restores the terminal on SIGINT,
+// SIGTERM and SIGHUP before the signal takes its course.
 package tty
 
 import (
