@@ -83,8 +83,8 @@ func report(w io.Writer, err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &ec) && ec.ExitCode() == exitCLIHelp:
-		return exitUsage // keyward help NOSUCH
+	case errors.As(err, &ec) && ec.ExitCode() == exitCLIHelp && strings.HasPrefix(err.Error(), "No help topic"):
+		return exitUsage // keyward help NOSUCH; audit verify's 3 stays 3
 	case errors.As(err, &ec):
 		return ec.ExitCode()
 	}
@@ -92,7 +92,7 @@ func report(w io.Writer, err error) int {
 }
 
 // exitCLIHelp is the status urfave/cli's help command gives an unknown
-// topic.
+// topic ("No help topic for ...").
 const exitCLIHelp = 3
 
 // unprefixed removes the "keyward: " that the client package's errors

@@ -112,7 +112,9 @@ func commands() []*cli.Command {
 			c.OnUsageError = onUsageError
 			requireFlags(c, prefix+c.Name)
 			if len(c.Subcommands) > 0 {
-				c.Action = unknownCommand
+				if c.Action == nil { // audit queries when no subcommand is named
+					c.Action = unknownCommand
+				}
 				setup(prefix+c.Name+" ", c.Subcommands)
 			}
 		}
