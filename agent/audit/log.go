@@ -114,6 +114,13 @@ func (l *Log) Close(wait time.Duration) error {
 	return l.closeFn()
 }
 
+// Queued returns the number of events waiting for the Log's goroutine.
+func (l *Log) Queued() int {
+	l.q.mu.Lock()
+	defer l.q.mu.Unlock()
+	return len(l.q.pending)
+}
+
 // run writes queued events every batch interval until the queue is closed
 // and drained.
 func (l *Log) run() {

@@ -34,6 +34,7 @@ var packages = map[string][2]string{
 	"gcc":             {"gcc", "gcc"},
 	"node":            {"Node.js", "nodejs"},
 	"npm":             {"npm", "npm"},
+	"promtool":        {"promtool", "prometheus"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
