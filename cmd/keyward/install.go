@@ -67,6 +67,9 @@ policy = "/etc/keyward/policy.toml"
 # Under systemd "stderr" means the journal: journalctl -t keyward-audit.
 audit_log = "stderr"
 log_level = "info"
+# Prometheus metrics (docs/metrics.md): under systemd, run
+# "systemctl enable --now keyward-metrics.socket" instead of setting this.
+# metrics_address = "127.0.0.1:9464"
 `
 
 // policySkeleton grants nothing.
