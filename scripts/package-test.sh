@@ -38,6 +38,9 @@ fi
 echo "package-test: two builds of $commit are identical ($deb)"
 (cd "$work/a" && sha256sum -c SHA256SUMS)
 cp "$work/a/$deb" "$root/opt/keyward-test/keyward.deb"
+# man-db's dpkg trigger rebuilds the whole manual index (seconds) at each
+# install and purge; the scenario does not need the index.
+rm -f "$root/var/lib/man-db/auto-update"
 git -C "$here" rev-parse --verify "$commit^{commit}" >"$root/opt/keyward-test/revision"
 
 cat >"$root/opt/keyward-test/scenario.sh" <<'SCENARIO'
