@@ -70,6 +70,34 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("keyward_connections_open = %v with one client connected, want 1", after["keyward_connections_open"])
 	}
 	c.Close()
+
+	// Denials past the uid's audit budget (a burst of 200) are refused as
+	// rate limited, counted in the metrics, and dropped from the trail.
+	refused := 0
+	for range 300 {
+		c, err := client.Dial(context.Background(), ta.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 300 - refused {
+			if _, err := c.Get(context.Background(), "coinbase/x"); errors.Is(err, client.ErrRateLimited) {
+				refused++
+				break
+			} else if !errors.Is(err, client.ErrDenied) {
+				t.Fatalf("Get(coinbase/x) = %v, want denied or rate limited", err)
+			}
+		}
+		c.Close()
+		if refused >= 3 {
+			break
+		}
+	}
+	final := scrapeAgent(t, url)
+	limited := `keyward_requests_total{code="rate_limited",decision="deny",op="get"}`
+	if final[limited] < 3 || final["keyward_audit_events_dropped_total"] != final[limited] {
+		t.Errorf("over the audit budget: %s = %v, keyward_audit_events_dropped_total = %v; want equal and at least 3",
+			limited, final[limited], final["keyward_audit_events_dropped_total"])
+	}
 }
 
 // scrapeAgent GETs url and returns every sample, keyed as the text
