@@ -40,6 +40,14 @@ const (
 	refusedFull    = "every connection slot is taken and this uid holds its fair share"
 )
 
+// refusalLabels name the refusal reasons in metrics.
+var refusalLabels = map[string]string{
+	refusedClosing: "closing",
+	refusedPerUID:  "per_uid",
+	refusedRate:    "rate",
+	refusedFull:    "full",
+}
+
 // accept returns the next connection the limits admit; the others are
 // closed at once, with no /proc work.
 func (s *Server) accept(l net.Listener) (*conn, error) {
@@ -57,12 +65,14 @@ func (s *Server) accept(l net.Listener) (*conn, error) {
 		uid, err := peerUID(uc)
 		if err != nil {
 			s.log.Warn("closing a connection whose peer credentials cannot be read", "err", err)
+			s.metrics.Refused("credentials")
 			uc.Close()
 			continue
 		}
 		cn := &conn{s: s, c: uc, uid: uid}
 		if reason := s.admit(cn); reason != "" {
 			s.refused.note(reason, uid)
+			s.metrics.Refused(refusalLabels[reason])
 			uc.Close()
 			continue
 		}
@@ -122,6 +132,7 @@ func (s *Server) admit(c *conn) (refused string) {
 		s.byUID[c.uid] = byUID
 	}
 	byUID[c] = struct{}{}
+	s.metrics.Connections(len(s.conns))
 	s.wg.Add(1)
 	return ""
 }
@@ -169,6 +180,7 @@ func (s *Server) forgetLocked(c *conn) {
 		return
 	}
 	delete(s.conns, c)
+	s.metrics.Connections(len(s.conns))
 	if cs := s.byUID[c.uid]; cs != nil {
 		delete(cs, c)
 		if len(cs) == 0 {

@@ -14,9 +14,18 @@ import (
 
 // auditRecord is the audit event of the request being handled.
 type auditRecord struct {
-	set  bool
-	ev   audit.Event
-	code wire.Code
+	set     bool
+	dropped bool // over the caller's audit budget: counted, not written
+	ev      audit.Event
+	code    wire.Code
+}
+
+// overBudget marks the request as refused over its uid's budget of
+// audited denials: it is answered rate limited, and its event is counted
+// in a summary event instead of written.
+func (r *auditRecord) overBudget() {
+	r.dropped, r.code = true, wire.CodeRateLimited
+	r.ev.Decision, r.ev.Code = audit.Deny, wire.CodeRateLimited.String()
 }
 
 // countsAsDenial reports whether the request counts against the caller's
@@ -47,10 +56,18 @@ func (c *conn) auditEvent(op, name string, version uint32, decision audit.Decisi
 	}
 }
 
-// emitAudit emits the request's event, if it recorded one.
+// emitAudit counts the request in the metrics and emits its event, if it
+// recorded one.
 func (c *conn) emitAudit(start time.Time) {
-	if c.rec.set {
-		c.rec.ev.Latency = time.Since(start)
-		c.src.Emit(c.rec.ev)
+	if !c.rec.set {
+		return
 	}
+	latency := time.Since(start)
+	c.s.metrics.Request(c.rec.ev.Op, c.rec.ev.Decision.String(), c.rec.ev.Code, latency)
+	if c.rec.dropped {
+		c.s.metrics.AuditDropped()
+		return
+	}
+	c.rec.ev.Latency = latency
+	c.src.Emit(c.rec.ev)
 }

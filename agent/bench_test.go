@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/audit"
+	"github.com/keyward/keyward/agent/metrics"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
 	"github.com/keyward/keyward/client"
@@ -24,15 +25,19 @@ import (
 // round trip with frames of the same sizes as a get of a 64-byte secret —
 // and client.Get against a running agent (peer verification, policy,
 // audit event written to /dev/null), at 1, 8 and 64 concurrent
-// connections. It reports p50, p99 and p99.9 latency, requests per second,
-// and the ratios of get to the floor.
+// connections, against an agent without metrics and one counting into
+// Prometheus metrics (package agent/metrics). It reports p50, p99 and
+// p99.9 latency, requests per second, the ratios of get to the floor, and
+// of get with metrics to get without.
 func BenchmarkServe(b *testing.B) {
 	value := make([]byte, 64)
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
 	}
-	sock, stop := benchAgent(b, string(value))
+	sock, stop := benchAgent(b, string(value), nil)
 	defer stop()
+	msock, mstop := benchAgent(b, string(value), metrics.New(metrics.Config{}))
+	defer mstop()
 	req := wire.Marshal(1, &wire.Get{Name: "binance/mm-prod"})
 	resp := wire.Marshal(1, &wire.Secret{Name: "binance/mm-prod", Version: 1, Value: value})
 	echo := echoServer(b, len(req), len(resp))
@@ -53,19 +58,23 @@ func BenchmarkServe(b *testing.B) {
 					return err
 				}
 			})
-			get := measure(b, conns, func() func() error {
-				c, err := client.Dial(context.Background(), sock)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return func() error {
-					s, err := c.Get(context.Background(), "binance/mm-prod")
-					if err == nil {
-						s.Wipe()
+			getOn := func(sock string) func() func() error {
+				return func() func() error {
+					c, err := client.Dial(context.Background(), sock)
+					if err != nil {
+						b.Fatal(err)
 					}
-					return err
+					return func() error {
+						s, err := c.Get(context.Background(), "binance/mm-prod")
+						if err == nil {
+							s.Wipe()
+						}
+						return err
+					}
 				}
-			})
+			}
+			get := measure(b, conns, getOn(sock))
+			withMetrics := measure(b, conns, getOn(msock))
 			b.ReportMetric(float64(get.p50.Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(get.p99.Nanoseconds()), "p99-ns")
 			b.ReportMetric(float64(get.p999.Nanoseconds()), "p99.9-ns")
@@ -75,6 +84,12 @@ func BenchmarkServe(b *testing.B) {
 			b.ReportMetric(floor.rps, "floor-req/s")
 			b.ReportMetric(float64(get.p50)/float64(floor.p50), "p50/floor")
 			b.ReportMetric(get.rps/floor.rps, "rps/floor")
+			b.ReportMetric(float64(withMetrics.p50.Nanoseconds()), "metrics-p50-ns")
+			b.ReportMetric(float64(withMetrics.p99.Nanoseconds()), "metrics-p99-ns")
+			b.ReportMetric(withMetrics.rps, "metrics-req/s")
+			b.ReportMetric(float64(withMetrics.p50)/float64(get.p50), "metrics-p50/get")
+			b.ReportMetric(float64(withMetrics.p99)/float64(get.p99), "metrics-p99/get")
+			b.ReportMetric(withMetrics.rps/get.rps, "metrics-rps/get")
 		})
 	}
 }
@@ -121,11 +136,12 @@ func measure(b *testing.B, conns int, newConn func() func() error) stats {
 	return stats{p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), rps: float64(len(all)) / elapsed.Seconds()}
 }
 
-// benchAgent serves value as binance/mm-prod to the benchmark's own uid.
-// The store is on the in-memory backend: a get is answered from the cache
-// and never reaches the backend, so a hardware backend would not change
-// what is measured, only make the benchmark need it.
-func benchAgent(b *testing.B, value string) (socket string, stop func()) {
+// benchAgent serves value as binance/mm-prod to the benchmark's own uid,
+// counting into m if it is not nil. The store is on the in-memory
+// backend: a get is answered from the cache and never reaches the
+// backend, so a hardware backend would not change what is measured, only
+// make the benchmark need it.
+func benchAgent(b *testing.B, value string, m agent.Metrics) (socket string, stop func()) {
 	pol, err := policy.Parse([]byte(selfPolicy))
 	if err != nil {
 		b.Fatal(err)
@@ -140,7 +156,7 @@ func benchAgent(b *testing.B, value string) (socket string, stop func()) {
 		b.Fatal(err)
 	}
 	aw := audit.New(devnull, nil)
-	srv, err := agent.New(agent.Config{Policy: pol, Audit: aw})
+	srv, err := agent.New(agent.Config{Policy: pol, Audit: aw, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

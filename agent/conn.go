@@ -188,7 +188,8 @@ func (c *conn) serve() {
 			if len(out) > 0 {
 				out = wire.AppendFrame(out[:0], id, errorMessage(wire.CodeRateLimited))
 			}
-			c.rec.set, keep = false, false
+			c.rec.overBudget()
+			keep = false
 		}
 		if len(out) > 0 {
 			err = c.send(out)

@@ -60,6 +60,15 @@
 // imported (Config.Import, inbox.go): a rotation shipped by a provisioner
 // is served without a restart.
 //
+// # Metrics (metrics.go)
+//
+// A [Metrics] given in [Config] is told what the agent does as it happens:
+// each request as its audit event is emitted (operation, decision, code,
+// latency), connections opened, closed and refused at accept, SIGHUP
+// reloads, the secrets served and when each stops being served after
+// every cache swap, and every backend check. Package agent/metrics
+// implements it for Prometheus; the agent imports no exporter.
+//
 // # Shutdown
 //
 // [Server.Shutdown] cancels work done for connections (the stop context of
@@ -81,12 +90,14 @@
 //	health.go   backend state; the Health answer
 //	watch.go    Watch and Changed
 //	cache.go    Cache, LoadCache, what failed to load and why
-//	audit.go    a request's audit event
+//	audit.go    a request's audit event, and its count in the metrics
+//	metrics.go  Metrics: what the agent reports to an exporter
 //	budget.go   per-uid token buckets; denials.go: the audit budget
 //	run.go      Run: load, serve, signals, prune, expiry warnings, health
 //	listen.go   Listen: the agent's own socket, made safely
 //	inbox.go    the fleet inbox imported before the store is read
 //
 // Subpackages: wire (the protocol), peer (who is asking), policy (who may
-// do what), audit (the trail), exchange (the signing schemes).
+// do what), audit (the trail), exchange (the signing schemes), metrics
+// (the Prometheus endpoint).
 package agent

@@ -57,7 +57,10 @@ func (s *Server) checkBackend(ctx context.Context, check func(context.Context) e
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping: not the backend's fault
 	}
-	if !s.backend.record(err, s.cfg.Now()) {
+	now := s.cfg.Now()
+	changed := s.backend.record(err, now)
+	s.metrics.Backend(err == nil, now)
+	if !changed {
 		return err
 	}
 	if err != nil {

@@ -74,6 +74,7 @@ type agentOpts struct {
 	maxConns     int
 	maxPerUID    int
 	quietAudit   bool
+	metrics      agent.Metrics
 }
 
 func startAgent(t testing.TB, policyText string, secrets map[string]string, opts agentOpts) *testAgent {
@@ -103,6 +104,7 @@ func startAgent(t testing.TB, policyText string, secrets map[string]string, opts
 		IdleTimeout:    opts.idleTimeout,
 		MaxConns:       opts.maxConns,
 		MaxConnsPerUID: opts.maxPerUID,
+		Metrics:        opts.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -181,14 +181,18 @@ func (s *Server) reopenAudit() {
 // reload re-reads the policy and the store, keeping what runs when either
 // fails.
 func (s *Server) reload(ctx context.Context, policyPath string) {
-	if pol, err := policy.Load(policyPath); err != nil {
+	pol, err := policy.Load(policyPath)
+	s.metrics.Reloaded("policy", err)
+	if err != nil {
 		s.log.Error("policy reload refused; the running policy stays", "path", policyPath, "err", err)
 	} else {
 		s.SetPolicy(pol)
 		s.log.Info("policy reloaded", "rules", pol.Rules())
 		logPolicyWarnings(s.log, pol)
 	}
-	if err := s.reloadStore(ctx); err != nil {
+	err = s.reloadStore(ctx)
+	s.metrics.Reloaded("store", err)
+	if err != nil {
 		s.log.Error("store reload failed; the running secrets stay", "err", err)
 	} else {
 		s.log.Info("store reloaded", "secrets", s.Secrets())

@@ -64,6 +64,8 @@ type Config struct {
 	// before the store is read at start and at each reload, and each
 	// bundle imported or refused is logged and audited.
 	Import func(ctx context.Context) ([]store.InboxResult, error)
+	// Metrics, if set, receives the agent's counts and states.
+	Metrics Metrics
 }
 
 // A Server serves secrets from a [Cache] over Unix stream connections to
@@ -75,6 +77,7 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
+	metrics   Metrics
 	audit     *audit.Log
 	ownAudit  bool // the Server made audit and closes it
 	watch     watchers
@@ -133,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       orDefault(cfg.Logger, slog.New(slog.DiscardHandler)),
+		metrics:   orDefault[Metrics](cfg.Metrics, noMetrics{}),
 		audit:     cfg.Audit,
 		started:   cfg.Now(),
 		cache:     &Cache{secrets: map[string]*cacheEntry{}},
@@ -195,6 +199,7 @@ func (s *Server) SetCache(c *Cache) {
 	s.cache = c
 	s.mu.Unlock()
 	old.Destroy()
+	s.metrics.Secrets(c.Len(), c.expiries(s.cfg.Now()))
 	s.notifyWatchers()
 }
 

@@ -32,29 +32,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ "$(id -u)" != 0 ]; then
-	echo "nspawn-test: needs root" >&2
-	exit 77
-fi
-if ! command -v systemd-nspawn >/dev/null; then
-	echo "nspawn-test: systemd-nspawn is missing: apt-get install systemd-container" >&2
-	exit 77
-fi
-
-work=$(mktemp -d /tmp/keyward-nspawn.XXXXXX)
-mounts=()
-cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
-	for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-		umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null ||
-			echo "nspawn-test: cannot unmount ${mounts[i]}" >&2
-	done
-	rm -rf --one-file-system "$work"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/nspawn-lib.sh
+. "$here/scripts/nspawn-lib.sh"
+nspawn_prepare nspawn-test
 
 bin=${1:-}
 if [ -z "$bin" ]; then
@@ -62,26 +42,7 @@ if [ -z "$bin" ]; then
 	(cd "$here" && go build -buildvcs=false -o "$work/keyward" ./cmd/keyward)
 	bin=$work/keyward
 fi
-
-# A tmpfs holds the overlay's upper and work directories: everything the
-# container writes is thrown away with it.
-mkdir "$work/tmpfs" "$work/root"
-mount -t tmpfs -o mode=0700,size=1g keyward-nspawn "$work/tmpfs"
-mounts+=("$work/tmpfs")
-mkdir "$work/tmpfs/upper" "$work/tmpfs/work"
-mount -t overlay keyward-nspawn -o "lowerdir=/,upperdir=$work/tmpfs/upper,workdir=$work/tmpfs/work" "$work/root"
-mounts+=("$work/root")
-root=$work/root
-
-rm -f "$root/etc/machine-id"
 install -D -m 0755 "$bin" "$root/usr/local/bin/keyward"
-# Leave nothing of the host's keyward installation, if any, in the way.
-rm -rf "$root/etc/keyward" "$root/var/lib/keyward" "$root/etc/credstore.encrypted/keyward-pin" \
-	"$root"/usr/local/lib/systemd/system/keyward.* "$root"/usr/lib/systemd/system/keyward.* \
-	"$root"/var/lib/softhsm/tokens/*
-
-mkdir -p "$root/opt/keyward-test/out"
-
 # The old host, whose store the container restores: a fleet recovery kit
 # made on "the workstation" for three custodians' age keys, a SoftHSM
 # token of its own, another machine id, two secrets.
@@ -112,31 +73,12 @@ tar -C "$old/store" -cf "$root/opt/keyward-test/oldhost/store.tar" .
 cp "$old/ws/fleet.kit" "$old/ws/share-1-alice.age" "$old/ws/share-3-carol.age" "$old/alice.key" "$old/carol.key" \
 	"$root/opt/keyward-test/oldhost/"
 echo "nspawn-test: the old host's store made in $((SECONDS - prep_start))s"
-cat >"$root/etc/systemd/system/keyward-check.service" <<'EOF'
-[Unit]
-Description=keyward scenario under systemd
-[Service]
-Type=oneshot
-ExecStart=/bin/bash -c '/opt/keyward-test/scenario.sh >/opt/keyward-test/out/scenario.log 2>&1; systemctl exit $$?'
-EOF
 
 cat >"$root/opt/keyward-test/scenario.sh" <<'SCENARIO'
 #!/bin/bash
 set -euo pipefail
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-step() { printf '\n== %s (at %ss)\n' "$*" "$SECONDS"; }
-fail() { echo "FAIL: $*"; exit 1; }
-on_exit() {
-	local rc=$?
-	if [ "$rc" != 0 ]; then
-		echo "scenario failed (status $rc); the boot's journal is in journal.log"
-		journalctl -b --no-pager -o short-monotonic >/opt/keyward-test/out/journal.log 2>&1 || true
-		systemctl status --no-pager keyward.socket keyward.service || true
-	fi
-}
-trap on_exit EXIT
-# A client call with a deadline: a hung agent fails the step, not the run.
-as() { local u=$1; shift; timeout 20 runuser -u "$u" -- "$@"; }
+. /opt/keyward-test/lib.sh
 
 step "keyward install"
 keyward install
@@ -398,20 +340,4 @@ keyward uninstall
 echo
 echo PASS
 SCENARIO
-chmod 0755 "$root/opt/keyward-test/scenario.sh"
-
-echo "nspawn-test: booting systemd in systemd-nspawn"
-rc=0
-timeout --kill-after=10s 150s systemd-nspawn -q -D "$root" --private-network --register=no --keep-unit \
-	--link-journal=no -b -- systemd.unit=keyward-check.service </dev/null || rc=$?
-cat "$root/opt/keyward-test/out/scenario.log" 2>/dev/null || echo "nspawn-test: the scenario left no log"
-if [ "$rc" != 0 ] && [ -s "$root/opt/keyward-test/out/journal.log" ]; then
-	echo "---- journal of the container's boot (last 150 lines)"
-	tail -n 150 "$root/opt/keyward-test/out/journal.log"
-fi
-if [ "$rc" = 0 ] && ! grep -q '^PASS$' "$root/opt/keyward-test/out/scenario.log" 2>/dev/null; then
-	echo "nspawn-test: the container exited 0 but the scenario did not pass" >&2
-	rc=1
-fi
-echo "nspawn-test: status $rc"
-exit "$rc"
+nspawn_boot nspawn-test

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs keyward's whole test suite on a fresh Debian 12 machine: installs
-# what the tests need (apt packages, Go modules), then checks formatting,
-# runs go vet, the tests under the race detector with SoftHSM and the
-# software TPM required (a missing tool fails the run instead of skipping),
-# the load test the race detector skips without it, two short soaks of the
-# agent through HSM faults, and a short run of
-# every fuzz target.
+# what the tests need (apt packages, Go modules, promtool, nfpm), then
+# checks formatting, runs go vet, the tests under the race detector with
+# SoftHSM and the software TPM required (a missing tool fails the run
+# instead of skipping), the load test the race detector skips without it,
+# two short soaks of the agent through HSM faults, a short run of every
+# fuzz target, and the Debian package: built twice and compared, then
+# installed under systemd in a container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -15,6 +16,7 @@ export PATH="$PATH:/usr/local/go/bin"
 install_deps
 install_js_deps
 install_python_deps
+PATH="$PATH:$(install_promtool)"
 
 export KEYWARD_TEST_REQUIRE_HARDWARE=1
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
@@ -78,5 +80,8 @@ done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 		echo "./$(dirname "${f#./}") $t"
 	done
 done | sort -u)
+
+step "Debian package: two builds compared, installed under systemd (scripts/package-test.sh)"
+scripts/package-test.sh
 
 step "all tests passed"

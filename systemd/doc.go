@@ -4,9 +4,10 @@
 //
 // # Files
 //
-// [Files] returns keyward.service, keyward.socket and the sysusers.d and
-// tmpfiles.d snippets, embedded in the binary so that `keyward install`
-// writes exactly what was tested. The service runs as the dedicated user
+// [Files] returns keyward.service, keyward.socket, keyward-metrics.socket
+// and the sysusers.d and tmpfiles.d snippets, embedded in the binary so
+// that `keyward install` and the Debian package install exactly what was
+// tested. The service runs as the dedicated user
 // keyward with one capability, CAP_SYS_PTRACE (to read callers'
 // /proc/PID/exe), under ProtectSystem=strict, PrivateNetwork=yes,
 // RestrictAddressFamilies=AF_UNIX and a system call filter;
@@ -14,9 +15,14 @@
 //
 // # Socket activation
 //
-// [Listener] returns the socket systemd passed (LISTEN_FDS), which must be
-// exactly one listening Unix stream socket, or, when none was passed,
-// creates one with [agent.Listen].
+// [Listeners] returns the sockets systemd passed (LISTEN_FDS): exactly one
+// listening Unix stream socket for the agent, from keyward.socket, and at
+// most one TCP socket named "metrics" (FileDescriptorName=), from
+// keyward-metrics.socket, for the Prometheus endpoint. When none was
+// passed, the agent creates its own with [agent.Listen]. So the service
+// keeps PrivateNetwork=yes and RestrictAddressFamilies=AF_UNIX: systemd
+// opens the TCP socket in the host's network namespace, and the agent
+// only accepts on it.
 //
 // # Readiness, reload, stop and the watchdog
 //

@@ -23,13 +23,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// listenerRole calls Listener as an activated process would, with
+// listenerRole calls Listeners as an activated process would, with
 // LISTEN_PID set to its own PID, and prints what it got.
 func listenerRole() int {
 	if os.Getenv("LISTEN_FDS") != "" {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
-	l, activated, err := Listener(func() (net.Listener, error) {
+	socks, err := Listeners(func() (net.Listener, error) {
 		path := os.Getenv("KEYWARD_TEST_SOCKET")
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
@@ -38,25 +38,38 @@ func listenerRole() int {
 	})
 	left := os.Getenv("LISTEN_FDS") + os.Getenv("LISTEN_PID") + os.Getenv("LISTEN_FDNAMES")
 	if err != nil {
-		fmt.Printf("activated=%v env=%q err=%v\n", activated, left, err)
+		fmt.Printf("activated=%v env=%q err=%v\n", socks.Activated, left, err)
 		return 0
 	}
-	fmt.Printf("activated=%v env=%q addr=%s\n", activated, left, l.Addr())
-	l.Close()
+	metrics := "none"
+	if socks.Metrics != nil {
+		metrics = socks.Metrics.Addr().String()
+		socks.Metrics.Close()
+	}
+	fmt.Printf("activated=%v env=%q addr=%s metrics=%s\n", socks.Activated, left, socks.Agent.Addr(), metrics)
+	socks.Agent.Close()
 	return 0
 }
 
-// runListener runs listenerRole with files as fds 3, 4, …
+// runListener runs listenerRole with files as fds 3, 4, …, all named
+// keyward.socket.
 func runListener(t *testing.T, socket string, files ...*os.File) string {
+	t.Helper()
+	names := make([]string, len(files))
+	for i := range files {
+		names[i] = "keyward.socket"
+	}
+	return runListenerNamed(t, socket, files, names)
+}
+
+// runListenerNamed runs listenerRole with files as fds 3, 4, … and their
+// names.
+func runListenerNamed(t *testing.T, socket string, files []*os.File, names []string) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GORACE: a race-enabled child otherwise sleeps 1s before exiting.
 	cmd.Env = append(os.Environ(), roleEnv+"=listener", "KEYWARD_TEST_SOCKET="+socket, "GORACE=atexit_sleep_ms=0")
 	if len(files) > 0 {
-		names := make([]string, len(files))
-		for i := range files {
-			names[i] = "keyward.socket"
-		}
 		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}
 	cmd.ExtraFiles = files
@@ -90,7 +103,7 @@ func TestListener(t *testing.T) {
 
 	t.Run("passed stream socket", func(t *testing.T) {
 		out := runListener(t, own, unixListener(t, passed))
-		if want := fmt.Sprintf("activated=true env=\"\" addr=%s", passed); out != want {
+		if want := fmt.Sprintf("activated=true env=\"\" addr=%s metrics=none", passed); out != want {
 			t.Fatalf("got %q, want %q", out, want)
 		}
 		// The socket belongs to the socket unit: closing the listener
@@ -105,7 +118,7 @@ func TestListener(t *testing.T) {
 
 	t.Run("nothing passed", func(t *testing.T) {
 		out := runListener(t, own)
-		if want := fmt.Sprintf("activated=false env=\"\" addr=%s", own); out != want {
+		if want := fmt.Sprintf("activated=false env=\"\" addr=%s metrics=none", own); out != want {
 			t.Fatalf("got %q, want %q", out, want)
 		}
 	})
@@ -142,20 +155,40 @@ func TestListener(t *testing.T) {
 	}
 	defer regular.Close()
 
+	t.Run("agent and metrics sockets", func(t *testing.T) {
+		agent := filepath.Join(dir, "with-metrics.sock")
+		out := runListenerNamed(t, own, []*os.File{tcpFile, unixListener(t, agent)}, []string{MetricsFDName, "keyward.socket"})
+		if want := fmt.Sprintf("activated=true env=\"\" addr=%s metrics=%s", agent, tcp.Addr()); out != want {
+			t.Fatalf("got %q, want %q", out, want)
+		}
+	})
+
 	for _, tc := range []struct {
 		name  string
 		files []*os.File
+		names []string
 		want  string
 	}{
-		{"two sockets", []*os.File{unixListener(t, filepath.Join(dir, "a.sock")), unixListener(t, filepath.Join(dir, "b.sock"))},
-			`systemd passed 2 sockets (fd 3 "keyward.socket", fd 4 "keyward.socket"); keyward needs exactly one`},
-		{"datagram", []*os.File{dgramFile}, "not a stream socket"},
-		{"tcp", []*os.File{tcpFile}, "not a Unix socket"},
-		{"not listening", []*os.File{unlistened}, "not listening"},
-		{"regular file", []*os.File{regular}, "not a socket"},
+		{"two sockets", []*os.File{unixListener(t, filepath.Join(dir, "a.sock")), unixListener(t, filepath.Join(dir, "b.sock"))}, nil,
+			`systemd passed 2 sockets (fd 3 "keyward.socket", fd 4 "keyward.socket"); keyward needs exactly one Unix socket`},
+		{"datagram", []*os.File{dgramFile}, nil, "not a stream socket"},
+		{"tcp", []*os.File{tcpFile}, nil, "not a Unix socket"},
+		{"not listening", []*os.File{unlistened}, nil, "not listening"},
+		{"regular file", []*os.File{regular}, nil, "not a socket"},
+		{"metrics only", []*os.File{tcpFile}, []string{MetricsFDName}, "keyward needs exactly one Unix socket"},
+		{"metrics on a Unix socket", []*os.File{unixListener(t, filepath.Join(dir, "m.sock")), unixListener(t, filepath.Join(dir, "c.sock"))},
+			[]string{MetricsFDName, "keyward.socket"}, "not a TCP socket; keyward-metrics.socket needs"},
+		{"two metrics sockets", []*os.File{tcpFile, tcpFile, unixListener(t, filepath.Join(dir, "d.sock"))},
+			[]string{MetricsFDName, MetricsFDName, "keyward.socket"}, "at most one named"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := runListener(t, own, tc.files...)
+			names := tc.names
+			if names == nil {
+				for range tc.files {
+					names = append(names, "keyward.socket")
+				}
+			}
+			out := runListenerNamed(t, own, tc.files, names)
 			if !strings.HasPrefix(out, `activated=true env="" err=`) || !strings.Contains(out, tc.want) {
 				t.Errorf("got %q, want an error containing %q", out, tc.want)
 			}

@@ -6,7 +6,7 @@ import (
 	"path"
 )
 
-//go:embed keyward.service keyward.socket keyward.sysusers keyward.tmpfiles
+//go:embed keyward.service keyward.socket keyward-metrics.socket keyward.sysusers keyward.tmpfiles
 var shipped embed.FS
 
 // Kinds of shipped file.
@@ -41,6 +41,7 @@ func Files(prefix string) []File {
 	list := []struct{ src, dir, name, kind string }{
 		{"keyward.service", "lib/systemd/system", "keyward.service", KindUnit},
 		{"keyward.socket", "lib/systemd/system", "keyward.socket", KindUnit},
+		{"keyward-metrics.socket", "lib/systemd/system", "keyward-metrics.socket", KindUnit},
 		{"keyward.sysusers", "lib/sysusers.d", "keyward.conf", KindSysusers},
 		{"keyward.tmpfiles", "lib/tmpfiles.d", "keyward.conf", KindTmpfiles},
 	}

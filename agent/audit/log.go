@@ -214,6 +214,13 @@ func (l *Log) Reopen() (bool, error) {
 	return r.ok, r.err
 }
 
+// Queued returns the number of events waiting for the Log's goroutine.
+func (l *Log) Queued() int {
+	l.q.mu.Lock()
+	defer l.q.mu.Unlock()
+	return len(l.q.pending)
+}
+
 // run writes queued events every batch interval until the queue is closed
 // and drained.
 func (l *Log) run() {

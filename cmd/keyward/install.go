@@ -67,6 +67,9 @@ policy = "/etc/keyward/policy.toml"
 # Under systemd "stderr" means the journal: journalctl -t keyward-audit.
 audit_log = "stderr"
 log_level = "info"
+# Prometheus metrics (docs/metrics.md): under systemd, run
+# "systemctl enable --now keyward-metrics.socket" instead of setting this.
+# metrics_address = "127.0.0.1:9464"
 `
 
 // policySkeleton grants nothing.
@@ -110,13 +113,14 @@ func installCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "install",
 		Usage: "install the systemd units, the keyward user, directories and configuration skeletons (safe to repeat)",
-		Description: "install writes keyward.service and keyward.socket to PREFIX/lib/systemd/system, the\n" +
-			"sysusers.d and tmpfiles.d snippets to PREFIX/lib, creates the user keyward and the group\n" +
-			"keyward-clients (systemd-sysusers), the directories (systemd-tmpfiles), a configuration\n" +
-			"skeleton /etc/keyward/keyward.toml (0644 root:root) and a policy that grants nothing,\n" +
-			"/etc/keyward/policy.toml (0644). Units are replaced when they differ from this binary's;\n" +
-			"the configuration and the policy are never overwritten. Running it again changes nothing.\n" +
-			"It enables and starts nothing: docs/operations.md has the next steps.\n\n" +
+		Description: "install writes keyward.service, keyward.socket and keyward-metrics.socket to\n" +
+			"PREFIX/lib/systemd/system, the sysusers.d and tmpfiles.d snippets to PREFIX/lib, creates\n" +
+			"the user keyward and the group keyward-clients (systemd-sysusers), the directories\n" +
+			"(systemd-tmpfiles), a configuration skeleton /etc/keyward/keyward.toml (0644 root:root)\n" +
+			"and a policy that grants nothing, /etc/keyward/policy.toml (0644). Units are replaced\n" +
+			"when they differ from this binary's; the configuration and the policy are never\n" +
+			"overwritten. Running it again changes nothing. It enables and starts nothing:\n" +
+			"docs/operations.md has the next steps.\n\n" +
 			"With --root DIR it writes the same files below DIR, for an image build, and runs nothing:\n" +
 			"systemd-sysusers and systemd-tmpfiles create the rest when the image boots.",
 		Flags: installFlags(),
@@ -138,11 +142,11 @@ func uninstallCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "uninstall",
 		Usage: "stop keyward and remove its units; keep the store and configuration unless --purge",
-		Description: "uninstall stops and disables keyward.socket and keyward.service and removes the files\n" +
-			"install wrote below PREFIX. The store (/var/lib/keyward), the configuration and policy\n" +
-			"(/etc/keyward), the PIN credential, the HSM token and the users stay. --purge --yes also\n" +
-			"deletes the store, the configuration and the credential: the sealed secrets are gone\n" +
-			"unless they are backed up.",
+		Description: "uninstall stops and disables keyward.socket, keyward-metrics.socket and\n" +
+			"keyward.service and removes the files install wrote below PREFIX. The store\n" +
+			"(/var/lib/keyward), the configuration and policy (/etc/keyward), the PIN credential, the\n" +
+			"HSM token and the users stay. --purge --yes also deletes the store, the configuration\n" +
+			"and the credential: the sealed secrets are gone unless they are backed up.",
 		Flags: installFlags(
 			&cli.BoolFlag{Name: "purge", Usage: "also delete the store, the configuration and the PIN credential"},
 			&cli.BoolFlag{Name: "yes", Usage: "confirm --purge"},
@@ -603,9 +607,9 @@ func (in *installer) uninstall(purge bool) error {
 	}
 	live := !in.staging && systemdRunning()
 	if unitsPresent && live {
-		in.did("run", "ran", "systemctl disable --now keyward.socket keyward.service")
+		in.did("run", "ran", "systemctl disable --now keyward.socket keyward-metrics.socket keyward.service")
 		if !in.dryRun {
-			if err := runCommand(in.w, "systemctl", "disable", "--now", "keyward.socket", "keyward.service"); err != nil {
+			if err := runCommand(in.w, "systemctl", "disable", "--now", "keyward.socket", "keyward-metrics.socket", "keyward.service"); err != nil {
 				return err
 			}
 		}

@@ -73,7 +73,7 @@ func TestInstallRoot(t *testing.T) {
 	// A dry run changes nothing.
 	code, out := keyward(t, "install", "--root", root, "--dry-run")
 	if code != 0 || !strings.Contains(out, "would create "+filepath.Join(root, "etc/keyward/keyward.toml")+" (0644 root:root)") ||
-		!strings.Contains(out, "dry run: 10 changes would be made; nothing was changed") {
+		!strings.Contains(out, "dry run: 11 changes would be made; nothing was changed") {
 		t.Fatalf("install --dry-run: status %d\n%s", code, out)
 	}
 	if got := tree(t, root); strings.Join(got, "\n") != strings.Join(before, "\n") {
@@ -95,6 +95,7 @@ func TestInstallRoot(t *testing.T) {
 		"/usr/local/lib/ 0755 0:0",
 		"/usr/local/lib/systemd/ 0755 0:0",
 		"/usr/local/lib/systemd/system/ 0755 0:0",
+		"/usr/local/lib/systemd/system/keyward-metrics.socket 0644 0:0",
 		"/usr/local/lib/systemd/system/keyward.service 0644 0:0",
 		"/usr/local/lib/systemd/system/keyward.socket 0644 0:0",
 		"/usr/local/lib/sysusers.d/ 0755 0:0",

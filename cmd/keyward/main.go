@@ -44,6 +44,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	cli.VersionPrinter = printVersion
 	return &cli.App{
 		Name:      "keyward",
 		Usage:     "hardware-backed secret agent for trading hosts",
@@ -60,7 +61,6 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			},
 			pinStdinFlag,
 		},
-		HideVersion:            true,
 		ExitErrHandler:         func(*cli.Context, error) {},
 		OnUsageError:           onUsageError,
 		Action:                 unknownCommand,
@@ -97,11 +97,13 @@ func commands() []*cli.Command {
 		importCommand(),
 		provisionerCommand(),
 		auditCommand(),
+		completionCommand(),
+		manCommand(),
 		{
 			Name:  "version",
-			Usage: "print the keyward version",
+			Usage: "print the keyward version and the VCS revision it was built from",
 			Action: func(c *cli.Context) error {
-				fmt.Fprintf(c.App.Writer, "keyward %s\n", Version)
+				printVersion(c)
 				return nil
 			},
 		},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/agent"
 	"github.com/keyward/keyward/agent/audit"
+	"github.com/keyward/keyward/agent/metrics"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
 	"github.com/keyward/keyward/store"
@@ -76,7 +77,7 @@ func serveCommand() *cli.Command {
 			}
 			// The socket first: with socket activation, clients already
 			// wait in its backlog while the store loads.
-			l, activated, err := systemd.Listener(func() (net.Listener, error) {
+			socks, err := systemd.Listeners(func() (net.Listener, error) {
 				l, err := agent.Listen(agent.ListenConfig{Path: cfg.Agent.Socket, Mode: mode, GID: gid})
 				if err != nil {
 					return nil, err // not a nil *UnixListener in a non-nil interface
@@ -86,13 +87,21 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			l := socks.Agent
 			defer l.Close()
-			if activated {
+			if socks.Activated {
 				log.Info("using the socket systemd passed", "socket", l.Addr().String())
 				if addr := l.Addr().String(); addr != cfg.Agent.Socket {
 					log.Warn("the socket systemd passed is not agent.socket; clients use the configured path unless told otherwise",
 						"passed", addr, "agent.socket", cfg.Agent.Socket)
 				}
+			}
+			ml, err := metricsListener(socks, cfg.Agent.MetricsAddress)
+			if err != nil {
+				return err
+			}
+			if ml != nil {
+				defer ml.Close()
 			}
 			st, b, err := openStore(c, cfg)
 			if err != nil {
@@ -112,6 +121,10 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var m agent.Metrics
+			if ml != nil {
+				m = serveMetrics(ctx, ml, trail, log)
+			}
 			return agent.Run(ctx, agent.RunConfig{
 				Server: agent.Config{
 					Backend:      cfg.Backend,
@@ -122,6 +135,7 @@ func serveCommand() *cli.Command {
 					FrameTimeout: cfg.Agent.FrameTimeout.Duration,
 					IdleTimeout:  cfg.Agent.IdleTimeout.Duration,
 					Import:       importInbox,
+					Metrics:      m,
 				},
 				Store:          st,
 				PolicyPath:     cfg.Agent.Policy,
@@ -134,6 +148,33 @@ func serveCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// serveMetrics serves the agent's Prometheus metrics on l until ctx is
+// done, and returns them for the agent to count into.
+func serveMetrics(ctx context.Context, l net.Listener, trail *audit.Log, log *slog.Logger) agent.Metrics {
+	m := metrics.New(metrics.Config{Version: Version, Revision: revision(), AuditQueued: trail.Queued})
+	go func() {
+		if err := m.Serve(ctx, l, log); err != nil {
+			log.Error("the metrics endpoint stopped", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", l.Addr().String())
+	return m
+}
+
+// metricsListener returns the metrics endpoint's socket: the one systemd
+// passed (keyward-metrics.socket), else one on agent.metrics_address, else
+// nil: no metrics.
+func metricsListener(socks systemd.Sockets, addr string) (net.Listener, error) {
+	if socks.Metrics != nil || addr == "" {
+		return socks.Metrics, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent.metrics_address: %w; under systemd, enable keyward-metrics.socket instead (docs/metrics.md)", err)
+	}
+	return l, nil
 }
 
 // newLogger returns the operational log: JSON on w, or, when stderr is a

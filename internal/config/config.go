@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -108,6 +109,9 @@ type Agent struct {
 	FrameTimeout Duration `toml:"frame_timeout"`
 	// IdleTimeout closes connections idle for this long.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// MetricsAddress, when set, is the host:port the agent serves
+	// Prometheus metrics on, unless systemd passes keyward-metrics.socket.
+	MetricsAddress string `toml:"metrics_address"`
 }
 
 // A Duration is a time.Duration written as a string such as "2s", "10m"
@@ -302,6 +306,12 @@ func (c *Config) Validate() error {
 	}
 	if a.FrameTimeout.Duration <= 0 || a.IdleTimeout.Duration <= 0 {
 		return errors.New("agent.frame_timeout and agent.idle_timeout must be positive")
+	}
+	if a.MetricsAddress != "" {
+		host, port, err := net.SplitHostPort(a.MetricsAddress)
+		if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 || host == "" {
+			return fmt.Errorf("agent.metrics_address %q is not an address and port such as \"127.0.0.1:9464\"", a.MetricsAddress)
+		}
 	}
 	if k := c.Recovery.FleetKit; k != "" && !filepath.IsAbs(k) {
 		return fmt.Errorf("recovery.fleet_kit %q is not an absolute path", k)

@@ -35,6 +35,7 @@ var packages = map[string][2]string{
 	"node":            {"Node.js", "nodejs"},
 	"npm":             {"npm", "npm"},
 	"logrotate":       {"logrotate", "logrotate"},
+	"promtool":        {"promtool", "prometheus"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
