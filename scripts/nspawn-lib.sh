@@ -59,6 +59,11 @@ on_exit() {
 	fi
 }
 trap on_exit EXIT
+# has [GREP-OPTION...] PATTERN: whether standard input has a line that
+# matches, read to its end first. "cmd | grep -q" stops reading at the
+# first match, and under pipefail the writer's SIGPIPE then fails the step
+# at random.
+has() { local in; in=$(cat); grep -q "$@" <<<"$in"; }
 # A client call with a deadline: a hung agent fails the step, not the run.
 as() { local u=$1; shift; timeout 20 runuser -u "$u" -- "$@"; }
 LIB

@@ -147,7 +147,7 @@ printf %s other-value | as sre keyward put okx/exec
 systemctl -q is-active keyward.service || fail "keyward.service did not start on the SRE's connection"
 as keyward keyward list
 out=$(printf %s stolen | as trader keyward put binance/evil 2>&1) && fail "trader, without admin, put a secret"
-echo "$out" | grep -q 'no admin permission' || fail "trader's put: $out"
+echo "$out" | has 'no admin permission' || fail "trader's put: $out"
 notmine=$(find /var/lib/keyward /var/lib/softhsm/tokens -mindepth 1 ! -user keyward)
 [ -z "$notmine" ] || fail "files the agent cannot read: $notmine"
 
@@ -159,10 +159,10 @@ pid=$(systemctl show -P MainPID keyward.service)
 [ "$(ps -o user= -p "$pid")" = keyward ] || fail "the agent runs as $(ps -o user= -p "$pid")"
 grep -q '^CapEff:.*0000000000080000$' "/proc/$pid/status" || fail "capabilities: $(grep CapEff "/proc/$pid/status")"
 systemctl show -p StatusText -p WatchdogUSec -p NRestarts keyward.service
-systemctl show -P StatusText keyward.service | grep -q 'secrets.*backend healthy' || fail "STATUS= not as expected"
+systemctl show -P StatusText keyward.service | has 'secrets.*backend healthy' || fail "STATUS= not as expected"
 keyward status
 out=$(as trader keyward get okx/exec 2>&1) && fail "trader got okx/exec before the policy allows it"
-echo "$out" | grep -q 'access denied' || fail "okx/exec: $out"
+echo "$out" | has 'access denied' || fail "okx/exec: $out"
 
 step "systemctl reload applies a policy change, without a restart"
 cat >>/etc/keyward/policy.toml <<'EOF'
@@ -189,26 +189,26 @@ got=$(as trader keyward get binance/mm-prod)
 [ "$got" = correct-horse-2 ] || fail "after rotate, trader got '$got'"
 [ "$(as trader keyward get --version 1 binance/mm-prod)" = correct-horse ] || fail "version 1 is not served in its grace period"
 out=$(printf x | as sre keyward rotate binance/typo 2>&1) && fail "rotate created a secret from a typo"
-echo "$out" | grep -q 'put it first' || fail "rotate of a missing name: $out"
+echo "$out" | has 'put it first' || fail "rotate of a missing name: $out"
 [ "$(systemctl show -P MainPID keyward.service)" = "$pid" ] || fail "the rotation restarted the agent"
 
 step "a user outside keyward-clients is refused at connect"
 out=$(as outsider keyward get binance/mm-prod 2>&1) && fail "outsider got a secret"
 echo "$out"
-echo "$out" | grep -qi 'permission denied' || fail "outsider: not EACCES"
+echo "$out" | has -i 'permission denied' || fail "outsider: not EACCES"
 
 step "the audit trail: journalctl -t keyward-audit"
 sleep 0.2 # audit events are written in batches
 journalctl -q -t keyward-audit --no-pager | tail -n 5
-journalctl -q -t keyward-audit DECISION=allow SECRET=binance/mm-prod "CALLER_UID=$(id -u trader)" -o cat | grep -q . ||
+journalctl -q -t keyward-audit DECISION=allow SECRET=binance/mm-prod "CALLER_UID=$(id -u trader)" -o cat | has . ||
 	fail "no allow event for trader and binance/mm-prod"
-journalctl -q -t keyward-audit DECISION=deny SECRET=okx/exec -o cat | grep -q . || fail "no deny event for okx/exec"
+journalctl -q -t keyward-audit DECISION=deny SECRET=okx/exec -o cat | has . || fail "no deny event for okx/exec"
 # keyward audit reads the journal when agent.audit_log is "stderr".
-keyward audit --decision deny --secret okx/exec --json | grep -q '"secret":"okx/exec"' || fail "keyward audit: no deny of okx/exec"
-keyward audit --uid trader --secret 'binance/*' --op get | grep -q ' allow get binance/mm-prod@' ||
+keyward audit --decision deny --secret okx/exec --json | has '"secret":"okx/exec"' || fail "keyward audit: no deny of okx/exec"
+keyward audit --uid trader --secret 'binance/*' --op get | has ' allow get binance/mm-prod@' ||
 	fail "keyward audit: no allowed get of binance/* by trader"
-journalctl -q -t keyward -o cat | grep -q 'agent ready' || fail "no 'agent ready' under -t keyward"
-! journalctl -q -t keyward -o cat | grep -q 'decision' || fail "audit events in the operational log"
+journalctl -q -t keyward -o cat | has 'agent ready' || fail "no 'agent ready' under -t keyward"
+! journalctl -q -t keyward -o cat | has 'decision' || fail "audit events in the operational log"
 
 step "without the credential the unit starts, and the PIN comes from pkcs11.pin_file"
 mv /etc/credstore.encrypted/keyward-pin /root/keyward-pin.cred
@@ -239,7 +239,7 @@ for _ in $(seq 100); do
 done
 cat /tmp/status.out
 grep -q 'UNHEALTHY' /tmp/status.out || fail "status did not report the lost token"
-systemctl show -P StatusText keyward.service | grep -q 'backend unavailable' || fail "STATUS= did not report the lost token"
+systemctl show -P StatusText keyward.service | has 'backend unavailable' || fail "STATUS= did not report the lost token"
 [ "$(as trader keyward get binance/mm-prod)" = correct-horse-2 ] || fail "not served from memory while the token was gone"
 sleep 6 # longer than WatchdogSec: the agent must not be restarted
 mv /root/token-away "$token"
@@ -250,8 +250,8 @@ done
 keyward status || fail "the agent did not recover when the token came back"
 [ "$(systemctl show -P MainPID keyward.service)" = "$pid" ] || fail "the agent was restarted"
 [ "$(systemctl show -P NRestarts keyward.service)" = "$restarts" ] || fail "NRestarts changed"
-journalctl -q -t keyward -o cat | grep -q 'backend unavailable' || fail "the agent did not log the lost token"
-journalctl -q -t keyward-audit -o cat | grep -q 'op=backend' || fail "no audit event for the lost token"
+journalctl -q -t keyward -o cat | has 'backend unavailable' || fail "the agent did not log the lost token"
+journalctl -q -t keyward-audit -o cat | has 'op=backend' || fail "no audit event for the lost token"
 printf %s correct-horse-3 | as sre keyward rotate binance/mm-prod
 [ "$(as trader keyward get binance/mm-prod)" = correct-horse-3 ] || fail "no rotation after the token came back"
 rm -r /etc/systemd/system/keyward.service.d
@@ -261,7 +261,7 @@ step "systemctl stop: a clean exit"
 systemctl stop keyward.service
 [ "$(systemctl show -P Result keyward.service)" = success ] || fail "Result=$(systemctl show -P Result keyward.service)"
 [ "$(systemctl show -P ExecMainStatus keyward.service)" = 0 ] || fail "exit status $(systemctl show -P ExecMainStatus keyward.service)"
-journalctl -q -t keyward -o cat | grep -q 'agent stopping' || fail "no 'agent stopping' logged"
+journalctl -q -t keyward -o cat | has 'agent stopping' || fail "no 'agent stopping' logged"
 [ -S /run/keyward/agent.sock ] || fail "the agent removed the socket unit's socket"
 
 step "the socket starts the agent again"
@@ -292,7 +292,7 @@ install -d -m 0700 -o keyward -g keyward /var/lib/keyward
 tar -C /var/lib/keyward -xpf "$backup/store.tar"
 chown -R keyward:keyward /var/lib/keyward
 out=$(as keyward keyward list 2>&1) && fail "the old host's envelopes opened before the restore: $out"
-echo "$out" | grep -q 'sealed on another host' || fail "list before restore: $out"
+echo "$out" | has 'sealed on another host' || fail "list before restore: $out"
 # The restore prints its restore key; two custodians re-encrypt their
 # share files to it (age -d | age -a -r), and the operator pastes them.
 coproc RESTORE { timeout 60 runuser -u keyward -- keyward recovery restore 2>&1 >/tmp/restore.out; }

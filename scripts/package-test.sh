@@ -73,9 +73,9 @@ for u in $units; do
 	! systemctl -q is-active "$u" || fail "$u runs after dpkg -i"
 done
 keyward --version
-keyward --version | grep -qF "(revision $(cat /opt/keyward-test/revision))" || fail "--version does not name the packaged commit"
-dpkg -L keyward | grep -qx /usr/share/man/man1/keyward.1.gz || fail "no man page"
-zcat /usr/share/man/man1/keyward.1.gz | grep -q '^\.TH keyward 1' || fail "the man page is not roff"
+keyward --version | has -F "(revision $(cat /opt/keyward-test/revision))" || fail "--version does not name the packaged commit"
+dpkg -L keyward | has -x /usr/share/man/man1/keyward.1.gz || fail "no man page"
+zcat /usr/share/man/man1/keyward.1.gz | has '^\.TH keyward 1' || fail "the man page is not roff"
 # shellcheck disable=SC1091
 . /usr/share/bash-completion/completions/keyward
 COMP_WORDS=(keyward policy check --u)
@@ -123,7 +123,7 @@ step "logrotate rotates the audit file and signals the agent (systemctl reload)"
 reloads=$(scrape | sample 'keyward_reloads_total{what="policy"}')
 logrotate -f /etc/logrotate.d/keyward
 ls -l /var/log/keyward
-ls /var/log/keyward | grep -q '^audit\.log-' || fail "audit.log was not rotated"
+ls /var/log/keyward | has '^audit\.log-' || fail "audit.log was not rotated"
 for _ in $(seq 50); do
 	[ "$(scrape | sample 'keyward_reloads_total{what="policy"}')" = $((reloads + 1)) ] && break
 	sleep 0.1
@@ -143,7 +143,7 @@ left=$(find /etc/systemd /usr/lib/systemd /usr/lib/sysusers.d /usr/lib/tmpfiles.
 ! getent group keyward-clients || fail "the group keyward-clients is left"
 ! getent group keyward || fail "the group keyward is left"
 [ ! -e /usr/bin/keyward ] && [ ! -e /etc/logrotate.d/keyward ] || fail "package files left"
-ls /var/lib/keyward/ | grep -q . || fail "the purge deleted the store"
+ls /var/lib/keyward/ | has . || fail "the purge deleted the store"
 
 step "installed again over the kept store, then purged with KEYWARD_PURGE_DATA=yes"
 dpkg -i /opt/keyward-test/keyward.deb >/dev/null

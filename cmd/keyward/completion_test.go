@@ -33,7 +33,7 @@ func TestBashCompletion(t *testing.T) {
 	}
 	for _, tc := range []struct{ line, want string }{
 		{"keyward ro", "rotate"},
-		{"keyward re", "reseal recovery rewrap"},
+		{"keyward re", "render reseal recovery rewrap"},
 		{"keyward policy ", "check"},
 		{"keyward policy check --u", "--uid --unit"},
 		{"keyward --config /etc/k.toml get --o", "--out"},
