@@ -29,16 +29,20 @@ import (
 // secret when first used.
 type credential struct {
 	info store.CredentialInfo
-	once sync.Once
-	key  *exchange.Key
-	err  error
+	// increasingNonce: the exchange refuses a nonce not above the last
+	// (Kraken), so the key's counter must grow across restarts.
+	increasingNonce bool
+	once            sync.Once
+	key             *exchange.Key
+	err             error
 }
 
 func newCredential(info *store.CredentialInfo) *credential {
 	if info == nil {
 		return nil
 	}
-	return &credential{info: *info}
+	x, _ := exchange.Exchange(info.Exchange).Info()
+	return &credential{info: *info, increasingNonce: x.IncreasingNonce}
 }
 
 // budgetKey names the API key in budgets and nonce marks: two secrets
@@ -144,8 +148,7 @@ func (c *conn) sign(out []byte, id uint32, pol *policy.Policy, m *wire.Sign) []b
 		c.rec.ev.Signed = asked
 		return wire.AppendFrame(out, id, errorMessage(wire.CodeRateLimited))
 	}
-	info, _ := parsed.Exchange.Info()
-	nonce, err := s.nonces.next(cred.budgetKey(), info.IncreasingNonce)
+	nonce, err := s.nonces.next(cred.budgetKey(), cred.increasingNonce)
 	if err != nil {
 		s.log.Error("no nonce for a signature", "secret", m.Name, "err", err)
 		out = c.refuse(out, id, "sign", m.Name, version, d, wire.CodeUnavailable, "the agent cannot issue a nonce for this key; see its log")

@@ -143,6 +143,9 @@ type Parsed struct {
 	// FundParams are the names of fund-movement parameters
 	// ([Info].FundParams) present in Params or Items.
 	FundParams []string
+	// SignsParams says whether the signature covers Params and Items
+	// ([Info].SignsParams).
+	SignsParams bool
 	// RecvWindow is the receive window that Sign will use (the exchange's
 	// default when the request gave none), or zero where there is none.
 	RecvWindow time.Duration

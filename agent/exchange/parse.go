@@ -52,7 +52,8 @@ func Parse(x Exchange, r *Request) (*Parsed, error) {
 			return nil, err
 		}
 	}
-	p := &Parsed{Exchange: x, Method: r.Method, Host: r.Host, Path: r.Path, query: r.Query, body: string(r.Body)}
+	p := &Parsed{Exchange: x, Method: r.Method, Host: r.Host, Path: r.Path, SignsParams: s.info.SignsParams,
+		query: r.Query, body: string(r.Body)}
 	if err := checkRecvWindow(x, r.RecvWindow, s.info.RecvWindow); err != nil {
 		return nil, err
 	}

@@ -168,7 +168,6 @@ func (p *Policy) find(in *input, op Op, secret string, req *exchange.Parsed) (*r
 	if !op.valid() || !secretname.Valid(secret) {
 		return nil, nil, ""
 	}
-	info := requestInfo(req)
 	bit := uint8(1) << op
 	refused := ""
 	for _, r := range p.rules {
@@ -180,7 +179,7 @@ func (p *Policy) find(in *input, op Op, secret string, req *exchange.Parsed) (*r
 			continue
 		}
 		if req != nil {
-			if why := r.scope.admit(req, info); why != "" {
+			if why := r.scope.admit(req); why != "" {
 				if refused == "" {
 					refused = "rule " + strconv.Quote(r.name) + " grants sign on " + pat.text + ", but " + why
 				}
@@ -190,16 +189,6 @@ func (p *Policy) find(in *input, op Op, secret string, req *exchange.Parsed) (*r
 		return r, pat, ""
 	}
 	return nil, nil, refused
-}
-
-// requestInfo returns what policy needs to know of r's exchange; r was
-// parsed, so its exchange is known.
-func requestInfo(r *exchange.Parsed) *exchange.Info {
-	if r == nil {
-		return nil
-	}
-	info, _ := r.Exchange.Info()
-	return &info
 }
 
 // Names reports whether some rule names c as a caller, whatever it
@@ -251,7 +240,6 @@ func (p *Policy) explain(c Caller, op Op, secret string, req *exchange.Parsed) (
 	if !op.valid() || !secretname.Valid(secret) {
 		return d, nil
 	}
-	info := requestInfo(req)
 	what := op.String()
 	if req != nil {
 		what = fmt.Sprintf("sign of %s %s", req.Method, req.Path)
@@ -267,7 +255,7 @@ func (p *Policy) explain(c Caller, op Op, secret string, req *exchange.Parsed) (
 		case r.ops&(1<<op) == 0:
 			why = append([]string{fmt.Sprintf("grants %s, not %s", strings.Join(r.allow, ", "), op)}, why...)
 		case req != nil:
-			if refused := r.scope.admit(req, info); refused != "" {
+			if refused := r.scope.admit(req); refused != "" {
 				why = append(why, refused)
 			}
 		}

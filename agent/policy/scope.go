@@ -102,14 +102,14 @@ type scope struct {
 // amount) are refused unless params names them: Binance and Bybit do not
 // sign the path, so a signature for an order carrying them is a
 // withdrawal (docs/signing.md).
-func (sc *scope) admit(r *exchange.Parsed, info *exchange.Info) string {
+func (sc *scope) admit(r *exchange.Parsed) string {
 	if sc.hosts != nil && !slices.Contains(sc.hosts, r.Host) {
 		return fmt.Sprintf("host %q is not in hosts %q", r.Host, sc.hosts)
 	}
 	if !slices.ContainsFunc(sc.requests, func(p *requestPattern) bool { return p.match(r.Method, r.Path) }) {
 		return fmt.Sprintf("%s %s is not in requests", r.Method, r.Path)
 	}
-	if (sc.params != nil || sc.symbols != nil) && !info.SignsParams {
+	if (sc.params != nil || sc.symbols != nil) && !r.SignsParams {
 		return fmt.Sprintf("%s's signature does not cover the parameters, so params and symbols cannot be enforced: grant its requests in a rule without them", r.Exchange)
 	}
 	for _, name := range r.FundParams {
