@@ -36,10 +36,11 @@ install_deps() {
 	fi
 }
 
-# install_js_deps installs what agent/exchange's differential tests run: Node.js
-# and npm (from Debian, only if the commands are missing: a machine may have
-# them from elsewhere, and NodeSource's nodejs bundles npm), then the ccxt
-# that js/package-lock.json pins, without running package scripts.
+# install_js_deps installs what agent/exchange's differential tests and the
+# Node.js package's tests run: Node.js and npm (from Debian, only if the
+# commands are missing: a machine may have them from elsewhere, and
+# NodeSource's nodejs bundles npm), then the ccxt, TypeScript and Node.js
+# types that js/package-lock.json pins, without running package scripts.
 install_js_deps() {
 	local missing=()
 	command -v node >/dev/null || missing+=(nodejs)
@@ -47,9 +48,14 @@ install_js_deps() {
 	if [ ${#missing[@]} -gt 0 ]; then
 		apt_install "${missing[@]}"
 	fi
-	[ -f js/node_modules/ccxt/package.json ] && return 0
-	echo "installing ccxt for the exchange tests: npm ci in js/"
-	(cd js && npm ci --ignore-scripts --no-audit --no-fund)
+	local p
+	for p in ccxt typescript @types/node; do
+		[ -f "js/node_modules/$p/package.json" ] || {
+			echo "installing the Node.js test dependencies (ccxt, typescript, @types/node): npm ci in js/"
+			(cd js && npm ci --ignore-scripts --no-audit --no-fund)
+			return
+		}
+	done
 }
 
 # install_python_deps installs what the Python package's build and tests
