@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +93,59 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if len(problems) > 0 || err != nil && len(out) == 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, strings.Join(problems, "\n"))
+	}
+}
+
+// TestMetricsDocumented checks the table under "## Metrics" in
+// docs/metrics.md against a scrape: a row for every keyward metric served,
+// none for one that is not, each with the metric's type and labels.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(keyward_[a-z_]+)` \\| ([a-z]+) \\|([^|]*)\\|")
+	type metric struct{ typ, labels string }
+	documented := map[string]metric{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		labels := strings.Fields(strings.NewReplacer("`", "", ",", "").Replace(m[3]))
+		slices.Sort(labels)
+		documented[m[1]] = metric{m[2], strings.Join(labels, ",")}
+	}
+	served := map[string]metric{}
+	scrape := string(fullScrape(t))
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (keyward_[a-z_]+) ([a-z]+)$`).FindAllStringSubmatch(scrape, -1) {
+		served[m[1]] = metric{typ: m[2]}
+	}
+	for _, m := range regexp.MustCompile(`(?m)^(keyward_[a-z_]+)\{([^}]*)\}`).FindAllStringSubmatch(scrape, -1) {
+		name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m[1], "_bucket"), "_sum"), "_count")
+		var labels []string
+		for _, pair := range regexp.MustCompile(`([a-z_]+)="`).FindAllStringSubmatch(m[2], -1) {
+			if pair[1] != "le" {
+				labels = append(labels, pair[1])
+			}
+		}
+		slices.Sort(labels)
+		if s, ok := served[name]; ok && s.labels == "" {
+			s.labels = strings.Join(labels, ",")
+			served[name] = s
+		}
+	}
+	if len(served) < 10 {
+		t.Fatalf("the scrape serves only %d keyward metrics:\n%s", len(served), scrape)
+	}
+	for name, s := range served {
+		d, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("docs/metrics.md has no row for %s", name)
+		case d != s:
+			t.Errorf("docs/metrics.md: %s is a %s with labels %q; the agent serves a %s with labels %q", name, d.typ, d.labels, s.typ, s.labels)
+		}
+	}
+	for name := range documented {
+		if _, ok := served[name]; !ok {
+			t.Errorf("docs/metrics.md lists %s, which the agent does not serve", name)
+		}
 	}
 }

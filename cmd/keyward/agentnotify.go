@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -142,6 +143,19 @@ func noAgentRuns(c *cli.Context, cfg config.Config) error {
 		return nil
 	}
 	cl.Close()
-	return withHint(fmt.Errorf("an agent runs on %s, and %s must not open the backend beside it", agentSocket(cfg), c.Command.FullName()),
+	return withHint(fmt.Errorf("an agent runs on %s, and %s must not open the backend beside it", agentSocket(cfg), commandPath(c)),
 		"stop the agent first (systemctl stop keyward.socket keyward.service), and start it again after (systemctl start keyward.socket)")
+}
+
+// commandPath returns the command run as typed, with its parents:
+// "keyward recovery init", not "init" (urfave/cli's FullName gives only
+// the last name).
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" {
+			names = append([]string{ctx.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }

@@ -93,10 +93,12 @@ func TestAuditRotation(t *testing.T) {
 	}
 }
 
-// TestAuditLogrotate runs the logrotate snippet of docs/audit.md, as
-// written but for the path and the signal's target, against a real agent,
-// three times: the rotated files, one compressed later, verify with the
-// current one as one trail that holds every get answered.
+// TestAuditLogrotate runs the logrotate snippet the package installs
+// (scripts/package/keyward.logrotate, shown in docs/audit.md), as written
+// but for the path, the signal's target, su (no keyward user here) and
+// dateext (three rotations in a day), against a real agent, three times:
+// the rotated files, one compressed later, verify with the current one as
+// one trail that holds every get answered.
 func TestAuditLogrotate(t *testing.T) {
 	logrotate := testenv.Require(t, "logrotate")
 	h := newAgentHost(t, false)
@@ -104,9 +106,18 @@ func TestAuditLogrotate(t *testing.T) {
 	waitForSocket(t, h.socket, out)
 	path := filepath.Join(h.dir, "audit.log")
 	conf := filepath.Join(h.dir, "logrotate.conf")
-	snippet := docsLogrotate(t)
-	snippet = strings.Replace(snippet, "/var/log/keyward/audit.log", path, 1)
-	snippet = strings.Replace(snippet, "systemctl kill --kill-whom=main --signal=HUP keyward.service", "kill -HUP "+strconv.Itoa(agent.Process.Pid), 1)
+	snippet := shippedLogrotate(t)
+	for old, new := range map[string]string{
+		"/var/log/keyward/*.log": path,
+		"\tsu keyward keyward\n": "",
+		"\tdateext\n":            "",
+		"if systemctl -q is-active keyward.service; then systemctl reload keyward.service; fi": "kill -HUP " + strconv.Itoa(agent.Process.Pid),
+	} {
+		if !strings.Contains(snippet, old) {
+			t.Fatalf("the logrotate snippet has no %q:\n%s", old, snippet)
+		}
+		snippet = strings.Replace(snippet, old, new, 1)
+	}
 	if err := os.WriteFile(conf, []byte(snippet), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -151,17 +162,27 @@ func TestAuditLogrotate(t *testing.T) {
 	}
 }
 
-// docsLogrotate returns the logrotate snippet of docs/audit.md.
-func docsLogrotate(t *testing.T) string {
+// shippedLogrotate returns the logrotate snippet the package installs as
+// /etc/logrotate.d/keyward, without its comments, and checks that
+// docs/audit.md shows it as it is.
+func shippedLogrotate(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "audit.md"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "package", "keyward.logrotate"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(b), "```\n/var/log/keyward/audit.log {\n")
-	snippet, _, ok2 := strings.Cut(rest, "```\n")
-	if !ok || !ok2 {
-		t.Fatal("docs/audit.md has no logrotate snippet for /var/log/keyward/audit.log")
+	var snippet strings.Builder
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			snippet.WriteString(line)
+		}
 	}
-	return "/var/log/keyward/audit.log {\n" + snippet
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "audit.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```\n"+snippet.String()+"```\n") {
+		t.Errorf("docs/audit.md does not show the logrotate snippet the package installs:\n%s", snippet.String())
+	}
+	return snippet.String()
 }

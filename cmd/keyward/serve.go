@@ -33,8 +33,8 @@ func serveCommand() *cli.Command {
 		Description: "serve makes the process non-dumpable, unwraps every secret into locked memory, and\n" +
 			"listens on agent.socket, or on the socket systemd passes (keyward.socket). SIGHUP reloads\n" +
 			"policy and store and reopens a file audit log (for logrotate); SIGTERM or SIGINT drains connections, zeroes the secrets and exits 0.\n" +
-			"Under systemd it reports READY/RELOADING/STOPPING, feeds the watchdog while the backend\n" +
-			"is healthy, and logs to the journal (audit events as keyward-audit).",
+			"Under systemd it reports READY/RELOADING/STOPPING, feeds the watchdog after every backend\n" +
+			"check that completes (whether or not the backend answered), and logs to the journal (audit events as keyward-audit).",
 		Action: func(c *cli.Context) error {
 			cfg, err := configNoArgs(c)
 			if err != nil {

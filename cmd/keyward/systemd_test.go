@@ -218,12 +218,12 @@ func hasPrefixLine(m, prefix string) bool {
 // TestNotify runs `keyward serve` against a fake service manager: READY=1
 // only once the store is loaded, RELOADING=1 (with MONOTONIC_USEC) then
 // READY=1 around SIGHUP, watchdog pings while the backend is healthy and
-// none once it is not, STOPPING=1 on SIGTERM and a clean exit.
+// still once it is not, STOPPING=1 on SIGTERM and a clean exit.
 func TestNotify(t *testing.T) {
 	h := newAgentHost(t, false)
 	notifyEnv, msgs := notifySocket(t)
 	// The watchdog asks for a ping every 0.8s: the agent checks its
-	// backend every 0.4s and pings after each check that passes.
+	// backend every 0.4s and pings after each check that completes.
 	cmd, out := h.serve(t, notifyEnv, "WATCHDOG_USEC=800000")
 
 	var skipped []string
