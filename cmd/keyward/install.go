@@ -103,7 +103,7 @@ const policySkeleton = `# keyward access policy: docs/policy.md. Default deny: w
 
 func installFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "root", Usage: "install into the staging root `DIR` (an image being built); run nothing there"},
+		&cli.StringFlag{Name: "root", Usage: "work in the staging root `DIR` (an image being built), not on this host; run nothing there"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and change nothing"},
 		&cli.StringFlag{Name: "prefix", Value: "/usr/local", Usage: "`PREFIX` of the binary (PREFIX/bin/keyward) and of the units (PREFIX/lib/systemd/system): /usr/local or /usr"},
 	}, extra...)
