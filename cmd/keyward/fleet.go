@@ -577,12 +577,17 @@ func fileExists(path string) bool {
 // keyward enroll can then print the recipient file beside it — and the
 // inbox (0700), and returns what imports the inbox into st; nil when the
 // host takes no bundles.
-func fleetImporter(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (func(context.Context) ([]store.InboxResult, error), error) {
+//
+// Each import reads the provisioners (and store.grace) from the
+// configuration again with reload, so that one removed from
+// fleet.provisioners is refused from the next reload on; when the
+// configuration does not load, nothing is imported. The inbox is the one
+// named at start.
+func fleetImporter(ctx context.Context, cfg config.Config, reload func() (config.Config, error), st *store.Store, log *slog.Logger) (func(context.Context) ([]store.InboxResult, error), error) {
 	if cfg.Fleet.Inbox == "" && len(cfg.Fleet.Provisioners) == 0 {
 		return nil, nil
 	}
-	opts, err := fleetOptions(cfg)
-	if err != nil {
+	if _, err := fleetOptions(cfg); err != nil {
 		return nil, err
 	}
 	switch k, created, err := st.Enroll(ctx, false); {
@@ -599,7 +604,16 @@ func fleetImporter(ctx context.Context, cfg config.Config, st *store.Store, log 
 	if err := os.Mkdir(cfg.Fleet.Inbox, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("cannot make the fleet inbox: %w", err)
 	}
+	inbox := cfg.Fleet.Inbox
 	return func(ctx context.Context) ([]store.InboxResult, error) {
-		return st.ImportInbox(ctx, cfg.Fleet.Inbox, opts)
+		now, err := reload()
+		if err != nil {
+			return nil, fmt.Errorf("the configuration does not load, so no provisioner is trusted: %w", err)
+		}
+		opts, err := fleetOptions(now)
+		if err != nil {
+			return nil, err
+		}
+		return st.ImportInbox(ctx, inbox, opts)
 	}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/keyward/keyward/agent/metrics"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/systemd"
 )
@@ -117,7 +118,7 @@ func serveCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			importInbox, err := fleetImporter(ctx, cfg, st, log)
+			importInbox, err := fleetImporter(ctx, cfg, func() (config.Config, error) { return loadConfig(c) }, st, log)
 			if err != nil {
 				return err
 			}
