@@ -86,10 +86,7 @@ function uint(width) {
 
 function range(lo, hi) {
 	return {
-		encode(e, v, field) {
-			checkUint(v, 255, field);
-			e.uint(v, 1);
-		},
+		...uint(1),
 		decode(d, field) {
 			const v = d.take(1, field)[0];
 			if (v < lo || v > hi) {
@@ -102,10 +99,7 @@ function range(lo, hi) {
 
 function mask(bits) {
 	return {
-		encode(e, v, field) {
-			checkUint(v, 255, field);
-			e.uint(v, 1);
-		},
+		...uint(1),
 		decode(d, field) {
 			const v = d.take(1, field)[0];
 			if (v & ~bits) {

@@ -95,15 +95,13 @@ class _Int(_Field):
         return self.s.unpack(d.take(self.s.size, field))[0]
 
 
-class _Range(_Field):
+class _Range(_Int):
     """A u8 from lo to hi."""
 
     def __init__(self, lo: int, hi: int) -> None:
+        super().__init__(_u8)
         self.lo = lo
         self.hi = hi
-
-    def encode(self, out: bytearray, v: Any, field: str) -> None:
-        out += _u8.pack(v)
 
     def decode(self, d: _Decoder, field: str) -> Any:
         v = d.take(1, field)[0]
@@ -112,14 +110,12 @@ class _Range(_Field):
         return v
 
 
-class _Mask(_Field):
+class _Mask(_Int):
     """A u8 of flags of which only the bits in mask are defined."""
 
     def __init__(self, mask: int) -> None:
+        super().__init__(_u8)
         self.mask = mask
-
-    def encode(self, out: bytearray, v: Any, field: str) -> None:
-        out += _u8.pack(v)
 
     def decode(self, d: _Decoder, field: str) -> Any:
         v = d.take(1, field)[0]
