@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, List, Tuple
 
-from .errors import ProtocolError
+from .errors import BadRequest, ProtocolError
 
 VERSION_1 = 1
 """The protocol version this module speaks."""
@@ -306,6 +306,14 @@ def check_length(n: int, limit: int = MAX_FRAME_SIZE) -> None:
         raise ProtocolError("frame length %d, minimum 5" % n)
     if n > limit:
         raise ProtocolError("frame length %d, limit %d" % (n, limit))
+
+
+def check_name(name: str) -> None:
+    """Refuse a secret name the protocol cannot carry (:class:`BadRequest`);
+    the agent checks the naming rule itself."""
+    n = len(name.encode("utf-8", "surrogateescape"))
+    if not 0 < n <= MAX_STR8_LEN:
+        raise BadRequest("a secret name of %d bytes" % n, 5)
 
 
 def decode_body(t: int, body: memoryview) -> Tuple[str, Dict[str, Any]]:
