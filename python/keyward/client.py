@@ -279,7 +279,9 @@ class Client:
         ``https://api.binance.com/api/v3/order?symbol=BTCUSDT``."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("https", "wss") or not u.hostname or u.fragment or u.username or u.port:
-            raise BadRequest("sign an https URL with a host and nothing else before the path, not %r" % url, 5)
+            # Not the URL itself: what is before the host may be a password.
+            raise BadRequest("sign an https URL with a host and nothing else (no user, password or port) before "
+                             "the path, not %s://%s" % (u.scheme, u.hostname or ""), 5)
         return self.sign(name, method, u.hostname, u.path, u.query.encode("ascii"), body,
                          recv_window_ms=recv_window_ms)
 
