@@ -54,13 +54,6 @@ export class Secret {
 	}
 }
 
-function checkName(name) {
-	const n = Buffer.byteLength(name ?? '', 'utf8');
-	if (n < 1 || n > wire.MAX_STR8_LEN) {
-		throw new BadRequest(`a secret name of ${n} bytes`);
-	}
-}
-
 function unexpected(answer, request) {
 	return new ProtocolError(`unexpected answer ${answer} to ${request}`);
 }
@@ -143,7 +136,7 @@ export class Client {
 
 	/** A given version of a secret; 0 means the current one. */
 	async getVersion(name, version) {
-		checkName(name);
+		wire.checkName(name);
 		const [t, a] = await this.call('get', { name, version });
 		if (t !== 'secret') {
 			throw unexpected(t, 'get');
@@ -202,7 +195,7 @@ export class Client {
 
 	/** What is not secret of an exchange credential: { version, exchange, apiKey, keyType }. */
 	async describe(name) {
-		checkName(name);
+		wire.checkName(name);
 		const [t, a] = await this.call('describe', { name });
 		if (t !== 'described') {
 			throw unexpected(t, 'describe');
@@ -222,7 +215,7 @@ export class Client {
 	 * caller's scopes throws Denied.
 	 */
 	async sign(name, { method, host, path, query = '', body = '', recvWindowMs = 0, version = 0 }) {
-		checkName(name);
+		wire.checkName(name);
 		const [t, a] = await this.call('sign', {
 			name, version, method, host, path,
 			query: part(query, 'query'), body: part(body, 'body'), recv_window_ms: recvWindowMs,
@@ -248,7 +241,7 @@ export class Client {
 	 * 'sha512', encoding 'hex' (lower case) or 'base64'.
 	 */
 	async hmac(name, message, { hash = 'sha256', encoding = 'hex', version = 0 } = {}) {
-		checkName(name);
+		wire.checkName(name);
 		if (!HASHES[hash] || !ENCODINGS[encoding]) {
 			throw new TypeError(`hash must be sha256 or sha512 and encoding hex or base64, not ${hash} and ${encoding}`);
 		}

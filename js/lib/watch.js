@@ -40,10 +40,7 @@ export class Watch {
 			throw new BadRequest(`watch 1 to ${wire.MAX_WATCH} names, not ${names.length}`);
 		}
 		for (const n of names) {
-			const len = Buffer.byteLength(n, 'utf8');
-			if (len < 1 || len > wire.MAX_STR8_LEN) {
-				throw new BadRequest(`a secret name of ${len} bytes`);
-			}
+			wire.checkName(n);
 		}
 		this.#client = client;
 		this.#names = [...names];

@@ -11,7 +11,7 @@
 // which can be zeroed; strings decode as UTF-8, and a string that is not
 // UTF-8 is refused. u64 and i64 fields are BigInts.
 
-import { ProtocolError } from './errors.js';
+import { BadRequest, ProtocolError } from './errors.js';
 
 export const VERSION_1 = 1;
 export const MAX_FRAME_SIZE = 1 << 20;
@@ -86,10 +86,7 @@ function uint(width) {
 
 function range(lo, hi) {
 	return {
-		encode(e, v, field) {
-			checkUint(v, 255, field);
-			e.uint(v, 1);
-		},
+		...uint(1),
 		decode(d, field) {
 			const v = d.take(1, field)[0];
 			if (v < lo || v > hi) {
@@ -102,10 +99,7 @@ function range(lo, hi) {
 
 function mask(bits) {
 	return {
-		encode(e, v, field) {
-			checkUint(v, 255, field);
-			e.uint(v, 1);
-		},
+		...uint(1),
 		decode(d, field) {
 			const v = d.take(1, field)[0];
 			if (v & ~bits) {
@@ -341,6 +335,14 @@ export function checkLength(n, limit = MAX_FRAME_SIZE) {
 	}
 	if (n > limit) {
 		throw new ProtocolError(`frame length ${n}, limit ${limit}`);
+	}
+}
+
+/** Refuses a secret name the protocol cannot carry (BadRequest); the agent checks the naming rule itself. */
+export function checkName(name) {
+	const n = Buffer.byteLength(name ?? '', 'utf8');
+	if (n < 1 || n > MAX_STR8_LEN) {
+		throw new BadRequest(`a secret name of ${n} bytes`);
 	}
 }
 

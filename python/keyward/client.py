@@ -148,12 +148,6 @@ def _time(seconds: int) -> Optional[datetime]:
     return datetime.fromtimestamp(seconds, timezone.utc) if seconds else None
 
 
-def _check_name(name: str) -> None:
-    n = len(name.encode("utf-8", "surrogateescape"))
-    if not 0 < n <= wire.MAX_STR8_LEN:
-        raise BadRequest("a secret name of %d bytes" % n, 5)
-
-
 def _unexpected(answer: str, request: str) -> ProtocolError:
     return ProtocolError("unexpected answer %s to %s" % (answer, request))
 
@@ -204,7 +198,7 @@ class Client:
 
     def get_version(self, name: str, version: int) -> Secret:
         """A given version of a secret; 0 means the current one."""
-        _check_name(name)
+        wire.check_name(name)
         t, a = self._call("get", {"name": name, "version": version})
         if t != "secret":
             raise _unexpected(t, "get")
@@ -253,7 +247,7 @@ class Client:
     def describe(self, name: str) -> Credential:
         """The exchange, API key id and key type of an exchange credential
         (needs the sign or hmac permission on it)."""
-        _check_name(name)
+        wire.check_name(name)
         t, a = self._call("describe", {"name": name})
         if t != "described":
             raise _unexpected(t, "describe")
@@ -268,7 +262,7 @@ class Client:
         login ``method`` is ``"WS"`` and ``path`` what is signed.
         A request outside the caller's scopes raises :class:`Denied`, one
         the agent cannot read unambiguously :class:`BadRequest`."""
-        _check_name(name)
+        wire.check_name(name)
         for what, part in (("query", query), ("body", body)):
             if len(part) > wire.MAX_SIGN_PART:
                 raise BadRequest("a %s of %d bytes, limit %d" % (what, len(part), wire.MAX_SIGN_PART), 5)
@@ -285,7 +279,9 @@ class Client:
         ``https://api.binance.com/api/v3/order?symbol=BTCUSDT``."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("https", "wss") or not u.hostname or u.fragment or u.username or u.port:
-            raise BadRequest("sign an https URL with a host and nothing else before the path, not %r" % url, 5)
+            # Not the URL itself: what is before the host may be a password.
+            raise BadRequest("sign an https URL with a host and nothing else (no user, password or port) before "
+                             "the path, not %s://%s" % (u.scheme, u.hostname or ""), 5)
         return self.sign(name, method, u.hostname, u.path, u.query.encode("ascii"), body,
                          recv_window_ms=recv_window_ms)
 
@@ -295,7 +291,7 @@ class Client:
         without a signing scheme (needs the hmac permission). ``hash`` is
         ``"sha256"`` or ``"sha512"``, ``encoding`` ``"hex"`` (lower case)
         or ``"base64"``."""
-        _check_name(name)
+        wire.check_name(name)
         if hash not in _HASHES or encoding not in _ENCODINGS:
             raise ValueError("hash must be sha256 or sha512 and encoding hex or base64, not %s and %s"
                              % (hash, encoding))

@@ -48,8 +48,7 @@ class Watch:
         if not 1 <= len(names) <= wire.MAX_WATCH:
             raise BadRequest("watch 1 to %d names, not %d" % (wire.MAX_WATCH, len(names)), 5)
         for n in names:
-            if not 0 < len(n.encode("utf-8", "surrogateescape")) <= wire.MAX_STR8_LEN:
-                raise BadRequest("a secret name of %d bytes" % len(n), 5)
+            wire.check_name(n)
         self._connect = connect
         self._new_deadline = deadline
         self._names: List[str] = list(names)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, List, Tuple
 
-from .errors import ProtocolError
+from .errors import BadRequest, ProtocolError
 
 VERSION_1 = 1
 """The protocol version this module speaks."""
@@ -95,15 +95,13 @@ class _Int(_Field):
         return self.s.unpack(d.take(self.s.size, field))[0]
 
 
-class _Range(_Field):
+class _Range(_Int):
     """A u8 from lo to hi."""
 
     def __init__(self, lo: int, hi: int) -> None:
+        super().__init__(_u8)
         self.lo = lo
         self.hi = hi
-
-    def encode(self, out: bytearray, v: Any, field: str) -> None:
-        out += _u8.pack(v)
 
     def decode(self, d: _Decoder, field: str) -> Any:
         v = d.take(1, field)[0]
@@ -112,14 +110,12 @@ class _Range(_Field):
         return v
 
 
-class _Mask(_Field):
+class _Mask(_Int):
     """A u8 of flags of which only the bits in mask are defined."""
 
     def __init__(self, mask: int) -> None:
+        super().__init__(_u8)
         self.mask = mask
-
-    def encode(self, out: bytearray, v: Any, field: str) -> None:
-        out += _u8.pack(v)
 
     def decode(self, d: _Decoder, field: str) -> Any:
         v = d.take(1, field)[0]
@@ -310,6 +306,14 @@ def check_length(n: int, limit: int = MAX_FRAME_SIZE) -> None:
         raise ProtocolError("frame length %d, minimum 5" % n)
     if n > limit:
         raise ProtocolError("frame length %d, limit %d" % (n, limit))
+
+
+def check_name(name: str) -> None:
+    """Refuse a secret name the protocol cannot carry (:class:`BadRequest`);
+    the agent checks the naming rule itself."""
+    n = len(name.encode("utf-8", "surrogateescape"))
+    if not 0 < n <= MAX_STR8_LEN:
+        raise BadRequest("a secret name of %d bytes" % n, 5)
 
 
 def decode_body(t: int, body: memoryview) -> Tuple[str, Dict[str, Any]]:

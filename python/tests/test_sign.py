@@ -48,9 +48,10 @@ class SignTest(unittest.TestCase):
         self.assertEqual(s.url(url), url + "?" + s.query.decode())
         self.assertEqual(s.expires_ms, MS + 5000)
         for bad in ("http://api.binance.com/api/v3/order", "https://api.binance.com:8443/api/v3/order",
-                    "https://u@api.binance.com/api/v3/order"):
-            with self.subTest(bad), self.assertRaises(keyward.BadRequest):
+                    "https://u@api.binance.com/api/v3/order", "https://u:pass-word@api.binance.com/api/v3/order"):
+            with self.subTest(bad), self.assertRaises(keyward.BadRequest) as cm:
                 self.c.sign_url("binance/hmac", "GET", bad)
+            self.assertNotIn("pass-word", str(cm.exception))
 
     def test_websocket_login(self):
         cred = self.creds["okx/main"]
