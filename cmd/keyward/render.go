@@ -239,40 +239,15 @@ func (w *boundedBuffer) Write(p []byte) (int, error) {
 
 func (w *boundedBuffer) wipe() { clear(w.b[:cap(w.b)]) }
 
-// replaceFile makes path hold data, mode 0600, unless it holds it already:
-// a temporary file in the same directory, written, synced and renamed over
-// path, then the directory synced. A reader sees the old file or the new
-// one, never a part. It reports whether it wrote.
+// replaceFile makes path hold data, mode 0600, unless it holds it already
+// (writeFileAtomic: a reader sees the old file or the new one, never a
+// part). It reports whether it wrote.
 func replaceFile(path string, data []byte) (bool, error) {
 	if same, err := fileHolds(path, data); err != nil || same {
 		return false, err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // 0600
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return true, err
-	}
-	defer d.Close()
-	return true, d.Sync()
+	err := writeFileAtomic(path, data, 0o600)
+	return err == nil, err
 }
 
 // fileHolds reports whether the regular file at path holds exactly data.
