@@ -41,3 +41,24 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// writeFileNew creates path with mode and contents b, durably; it never
+// replaces an existing file (an error that errors.Is fs.ErrExist), and
+// removes what it created if the write fails.
+func writeFileNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}

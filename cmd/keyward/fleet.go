@@ -325,17 +325,9 @@ func provisionerCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					f, err := os.OpenFile(c.String("out"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-					if err != nil {
+					if err := writeFileNew(c.String("out"), pemKey, 0o600); errors.Is(err, fs.ErrExist) {
 						return withHint(err, "keyward never overwrites a key file: choose another name")
-					}
-					if _, err = f.Write(pemKey); err == nil {
-						err = f.Sync()
-					}
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-					if err != nil {
+					} else if err != nil {
 						return err
 					}
 					fmt.Fprintln(c.App.Writer, p.Key())
