@@ -73,17 +73,9 @@ func renderCommand() *cli.Command {
 // parseTemplate reads and parses a template file: text/template with the
 // secret function, and an error for a key missing from a map.
 func parseTemplate(path string) (*template.Template, error) {
-	f, err := os.Open(path)
+	b, err := readBoundedPublic(path, maxTemplateSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTemplateSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxTemplateSize {
-		return nil, fmt.Errorf("template %s is larger than %d bytes", path, maxTemplateSize)
 	}
 	t, err := template.New(filepath.Base(path)).Option("missingkey=error").
 		Funcs(template.FuncMap{"secret": func(string) (secretText, error) { return nil, nil }}).Parse(string(b))
