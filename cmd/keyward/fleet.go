@@ -115,29 +115,6 @@ func writeRecipient(c *cli.Context, r *fleet.Recipient) error {
 	return writeFileAtomic(out, b, 0o644)
 }
 
-// writeFileAtomic replaces path with b, durably: a temporary file in the
-// same directory, synced, renamed over it.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".keyward-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err = f.Write(b); err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 func sealCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "seal",
@@ -348,17 +325,9 @@ func provisionerCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					f, err := os.OpenFile(c.String("out"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-					if err != nil {
+					if err := writeFileNew(c.String("out"), pemKey, 0o600); errors.Is(err, fs.ErrExist) {
 						return withHint(err, "keyward never overwrites a key file: choose another name")
-					}
-					if _, err = f.Write(pemKey); err == nil {
-						err = f.Sync()
-					}
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-					if err != nil {
+					} else if err != nil {
 						return err
 					}
 					fmt.Fprintln(c.App.Writer, p.Key())

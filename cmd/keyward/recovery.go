@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -224,21 +225,12 @@ func writeNewFiles(dir string, files map[string][]byte) (err error) {
 	}()
 	for name, b := range files {
 		p := filepath.Join(dir, name)
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
+		if err := writeFileNew(p, b, 0o644); errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w (recovery init --fleet never overwrites: use a new --out directory)", err)
-		}
-		written = append(written, p)
-		_, err = f.Write(b)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
+		written = append(written, p)
 	}
 	return nil
 }

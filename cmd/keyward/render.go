@@ -73,17 +73,9 @@ func renderCommand() *cli.Command {
 // parseTemplate reads and parses a template file: text/template with the
 // secret function, and an error for a key missing from a map.
 func parseTemplate(path string) (*template.Template, error) {
-	f, err := os.Open(path)
+	b, err := readBoundedPublic(path, maxTemplateSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTemplateSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxTemplateSize {
-		return nil, fmt.Errorf("template %s is larger than %d bytes", path, maxTemplateSize)
 	}
 	t, err := template.New(filepath.Base(path)).Option("missingkey=error").
 		Funcs(template.FuncMap{"secret": func(string) (secretText, error) { return nil, nil }}).Parse(string(b))
@@ -239,40 +231,15 @@ func (w *boundedBuffer) Write(p []byte) (int, error) {
 
 func (w *boundedBuffer) wipe() { clear(w.b[:cap(w.b)]) }
 
-// replaceFile makes path hold data, mode 0600, unless it holds it already:
-// a temporary file in the same directory, written, synced and renamed over
-// path, then the directory synced. A reader sees the old file or the new
-// one, never a part. It reports whether it wrote.
+// replaceFile makes path hold data, mode 0600, unless it holds it already
+// (writeFileAtomic: a reader sees the old file or the new one, never a
+// part). It reports whether it wrote.
 func replaceFile(path string, data []byte) (bool, error) {
 	if same, err := fileHolds(path, data); err != nil || same {
 		return false, err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // 0600
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return true, err
-	}
-	defer d.Close()
-	return true, d.Sync()
+	err := writeFileAtomic(path, data, 0o600)
+	return err == nil, err
 }
 
 // fileHolds reports whether the regular file at path holds exactly data.
