@@ -3,7 +3,7 @@
 # missing, and the build tools the package and the metrics tests use.
 
 keyward_packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libssl-dev gcc libc6-dev ca-certificates systemd-container age
-	ansible-core openssh-server openssh-client logrotate curl)
+	ansible-core openssh-server openssh-client logrotate curl zsh fish)
 
 # apt_get runs apt-get, as root, waiting up to 10 minutes for the dpkg and
 # package-list locks instead of failing while another apt runs (a freshly

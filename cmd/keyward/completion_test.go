@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // runCLI runs keyward in-process and returns its stdout and exit status.
@@ -59,7 +61,8 @@ func TestBashCompletion(t *testing.T) {
 }
 
 // TestZshFishCompletion: the zsh and fish scripts name every visible
-// command, and zsh and fish parse them where they are installed.
+// command, and zsh and fish parse them (with KEYWARD_TEST_REQUIRE_HARDWARE=1
+// a missing shell fails the test; scripts/test.sh installs both).
 func TestZshFishCompletion(t *testing.T) {
 	for _, shell := range []string{"zsh", "fish"} {
 		script, code := runCLI(t, "completion", shell)
@@ -71,9 +74,11 @@ func TestZshFishCompletion(t *testing.T) {
 				t.Errorf("the %s completion lacks %s", shell, c.Name)
 			}
 		}
-		if path, err := exec.LookPath(shell); err == nil {
+		if path := testenv.Require(t, shell); path != "" {
 			file := filepath.Join(t.TempDir(), "keyward."+shell)
-			os.WriteFile(file, []byte(script), 0o644)
+			if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if out, err := exec.Command(path, "-n", file).CombinedOutput(); err != nil {
 				t.Errorf("%s -n: %v\n%s", shell, err, out)
 			}

@@ -36,6 +36,8 @@ var packages = map[string][2]string{
 	"npm":             {"npm", "npm"},
 	"logrotate":       {"logrotate", "logrotate"},
 	"promtool":        {"promtool", "prometheus"},
+	"zsh":             {"zsh", "zsh"},
+	"fish":            {"fish", "fish"},
 }
 
 // Require returns the path of tool, a command looked up in $PATH or an
