@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // An Exchange names a venue whose request signing this package implements.
@@ -65,7 +66,10 @@ var (
 	ErrDestroyed = errors.New("exchange: key destroyed")
 )
 
-// A RequestError says which part of a request is wrong, and why.
+// A RequestError says which part of a request is wrong, and why. It
+// quotes at most [MaxEcho] bytes of any part of the request, so that its
+// text stays short whatever the request (the agent sends it back in a
+// frame and writes it to the audit trail).
 type RequestError struct {
 	Exchange Exchange
 	Part     string // "method", "host", "path", "query", "body", "recv window", "key"
@@ -80,8 +84,32 @@ func (e *RequestError) Error() string {
 // Unwrap returns ErrMalformed, ErrAmbiguous or ErrUnsupported.
 func (e *RequestError) Unwrap() error { return e.Err }
 
+// MaxEcho bounds what a [RequestError] quotes of one part of a request
+// (a path, a parameter name or value), in bytes.
+const MaxEcho = 128
+
+// reqErr makes a *RequestError, cutting every string it quotes (the part
+// included) to MaxEcho bytes.
 func reqErr(x Exchange, part string, err error, format string, args ...any) *RequestError {
-	return &RequestError{Exchange: x, Part: part, Reason: fmt.Sprintf(format, args...), Err: err}
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = echo(s)
+		}
+	}
+	return &RequestError{Exchange: x, Part: echo(part), Reason: fmt.Sprintf(format, args...), Err: err}
+}
+
+// echo returns s, or its first MaxEcho bytes (not splitting a UTF-8
+// sequence) and "…" if it is longer.
+func echo(s string) string {
+	if len(s) <= MaxEcho {
+		return s
+	}
+	n := MaxEcho
+	for n > MaxEcho-utf8.UTFMax && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // A Request is what a trading process asks the agent to sign, in the

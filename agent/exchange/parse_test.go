@@ -189,6 +189,43 @@ func manyMembers(n int) string {
 	return b.String()
 }
 
+// maxErrorText bounds a refusal's text: the agent sends it in an error
+// frame, whose message holds at most 65535 bytes, and writes it to the
+// audit trail.
+const maxErrorText = 2048
+
+// TestParseRefusesLongInput: a refusal quotes at most MaxEcho bytes of
+// the request, however long the path, name or value it is about. Quoted
+// whole, each of these made a message over 65535 bytes, which the agent
+// could not encode into its error frame.
+func TestParseRefusesLongInput(t *testing.T) {
+	long := strings.Repeat("a", MaxQuerySize)
+	for _, tt := range []struct {
+		name string
+		x    Exchange
+		r    *Request
+	}{
+		{"query without =", Binance, binanceGET(long)},
+		{"long name, bad byte", Binance, binanceGET(long[:MaxQuerySize-3] + "!=1")},
+		{"long name, '+' in value", Binance, binanceGET(long[:MaxQuerySize-4] + "=a+b")},
+		{"path without /", Binance, withPath(binanceGET(""), strings.Repeat("\x00", 0xffff))},
+		{"WS method", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: strings.Repeat("\x7f", 0xffff)}},
+		{"symbol not a string", OKX, okxPOST(`{"instId":[` + strings.Repeat("1,", MaxBodySize/2-16) + `1]}`)},
+		{"duplicate member", OKX, okxPOST(`{"` + long[:MaxBodySize/2-8] + `":1,"` + long[:MaxBodySize/2-8] + `":2}`)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse(tt.x, tt.r)
+			var re *RequestError
+			if p != nil || !errors.As(err, &re) {
+				t.Fatalf("Parse = %v, %v; want a *RequestError", p, err)
+			}
+			if n := len(err.Error()); n > maxErrorText {
+				t.Fatalf("the refusal is %d bytes, more than %d: %.200s…", n, maxErrorText, err)
+			}
+		})
+	}
+}
+
 // TestParse checks what Parse reports of requests it accepts.
 func TestParse(t *testing.T) {
 	p := func(s ...string) []Param {
