@@ -44,7 +44,10 @@ const (
 	MaxBodySize  = 64 << 10 // bytes of Request.Body
 	MaxParams    = 256      // parameters in the query and body, nested JSON members included
 	MaxPathSize  = 1024     // bytes of Request.Path
-	maxJSONDepth = 16
+	// MaxSignedParams bounds Signed.Params (a Binance WS request's
+	// parameters and the agent's): the agent's answer counts them in a byte.
+	MaxSignedParams = 255
+	maxJSONDepth    = 16
 )
 
 // Errors that [Parse] and [Sign] wrap, for callers to branch on with
@@ -209,7 +212,8 @@ type Signed struct {
 	// Body is the final body; it replaces the request's body.
 	Body []byte
 	// Params are, for WS, the parameters of the login or request message,
-	// in order (see docs/signing.md for each exchange's message).
+	// in order (see docs/signing.md for each exchange's message); at most
+	// MaxSignedParams.
 	Params []Field
 	// Digest is the SHA-256 of exactly the bytes the signature covers,
 	// for the audit log.

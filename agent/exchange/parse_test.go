@@ -148,6 +148,7 @@ func TestParseRefuses(t *testing.T) {
 		{"binance WS body", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Body: []byte("a=1")}, ErrMalformed, "in Query"},
 		{"binance WS method name", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order/place"}, ErrMalformed, "WebSocket API method"},
 		{"binance WS ampersand", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: "newClientOrderId=a%26symbol%3DX"}, ErrAmbiguous, "does not escape"},
+		{"binance WS too many parameters", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: numbered(maxBinanceWSParams + 1)}, ErrMalformed, "at most 251"},
 		{"binance WS apiKey given", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: "apiKey=x"}, ErrAmbiguous, "added by the agent"},
 		{"okx WS path", OKX, &Request{Method: WS, Host: "ws.okx.com", Path: "subscribe"}, ErrMalformed, `"login"`},
 		{"okx WS parameters", OKX, &Request{Method: WS, Host: "ws.okx.com", Path: "login", Query: "a=1"}, ErrMalformed, "no parameters"},
@@ -175,6 +176,29 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("Parse(%s, %+v) = %v, want %q in it", tt.x, tt.r, err, tt.want)
 			}
 		})
+	}
+}
+
+// numbered returns the query a0=1&a1=1&… of n parameters.
+func numbered(n int) string {
+	q := make([]string, n)
+	for i := range q {
+		q[i] = fmt.Sprintf("a%d=1", i)
+	}
+	return strings.Join(q, "&")
+}
+
+// TestBinanceWSParamsFit: the largest Binance WS request Parse accepts
+// signs into MaxSignedParams parameters, what the agent's answer can
+// count; one more parameter is refused (TestParseRefuses).
+func TestBinanceWSParamsFit(t *testing.T) {
+	p, err := Parse(Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: numbered(maxBinanceWSParams)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Sign(testKeys(t)["binance-hmac"], p, now, 1)
+	if err != nil || len(s.Params) != MaxSignedParams {
+		t.Fatalf("Sign = %d parameters, %v; want %d", len(s.Params), err, MaxSignedParams)
 	}
 }
 
