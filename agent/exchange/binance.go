@@ -52,6 +52,11 @@ var binance = &scheme{
 	sign:       binanceSign,
 }
 
+// maxBinanceWSParams bounds a WS request's parameters: with the four the
+// agent adds (apiKey, timestamp, recvWindow, signature), [Signed.Params]
+// holds at most MaxSignedParams.
+const maxBinanceWSParams = MaxSignedParams - 4
+
 var binancePrefixes = []string{"/api/", "/sapi/", "/fapi/", "/dapi/", "/papi/", "/eapi/"}
 
 func binanceCheck(p *Parsed) error {
@@ -62,6 +67,9 @@ func binanceCheck(p *Parsed) error {
 		}
 		if p.body != "" {
 			return reqErr(x, "body", ErrMalformed, "a WS request carries its parameters in Query")
+		}
+		if len(p.Params) > maxBinanceWSParams {
+			return reqErr(x, "query", ErrMalformed, "%d parameters; a WS request takes at most %d", len(p.Params), maxBinanceWSParams)
 		}
 		for _, prm := range p.Params {
 			if strings.ContainsAny(prm.Value, "&=") {

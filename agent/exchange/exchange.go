@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // An Exchange names a venue whose request signing this package implements.
@@ -43,7 +44,10 @@ const (
 	MaxBodySize  = 64 << 10 // bytes of Request.Body
 	MaxParams    = 256      // parameters in the query and body, nested JSON members included
 	MaxPathSize  = 1024     // bytes of Request.Path
-	maxJSONDepth = 16
+	// MaxSignedParams bounds Signed.Params (a Binance WS request's
+	// parameters and the agent's): the agent's answer counts them in a byte.
+	MaxSignedParams = 255
+	maxJSONDepth    = 16
 )
 
 // Errors that [Parse] and [Sign] wrap, for callers to branch on with
@@ -65,7 +69,10 @@ var (
 	ErrDestroyed = errors.New("exchange: key destroyed")
 )
 
-// A RequestError says which part of a request is wrong, and why.
+// A RequestError says which part of a request is wrong, and why. It
+// quotes at most [MaxEcho] bytes of any part of the request, so that its
+// text stays short whatever the request (the agent sends it back in a
+// frame and writes it to the audit trail).
 type RequestError struct {
 	Exchange Exchange
 	Part     string // "method", "host", "path", "query", "body", "recv window", "key"
@@ -80,8 +87,32 @@ func (e *RequestError) Error() string {
 // Unwrap returns ErrMalformed, ErrAmbiguous or ErrUnsupported.
 func (e *RequestError) Unwrap() error { return e.Err }
 
+// MaxEcho bounds what a [RequestError] quotes of one part of a request
+// (a path, a parameter name or value), in bytes.
+const MaxEcho = 128
+
+// reqErr makes a *RequestError, cutting every string it quotes (the part
+// included) to MaxEcho bytes.
 func reqErr(x Exchange, part string, err error, format string, args ...any) *RequestError {
-	return &RequestError{Exchange: x, Part: part, Reason: fmt.Sprintf(format, args...), Err: err}
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = echo(s)
+		}
+	}
+	return &RequestError{Exchange: x, Part: echo(part), Reason: fmt.Sprintf(format, args...), Err: err}
+}
+
+// echo returns s, or its first MaxEcho bytes (not splitting a UTF-8
+// sequence) and "…" if it is longer.
+func echo(s string) string {
+	if len(s) <= MaxEcho {
+		return s
+	}
+	n := MaxEcho
+	for n > MaxEcho-utf8.UTFMax && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // A Request is what a trading process asks the agent to sign, in the
@@ -181,7 +212,8 @@ type Signed struct {
 	// Body is the final body; it replaces the request's body.
 	Body []byte
 	// Params are, for WS, the parameters of the login or request message,
-	// in order (see docs/signing.md for each exchange's message).
+	// in order (see docs/signing.md for each exchange's message); at most
+	// MaxSignedParams.
 	Params []Field
 	// Digest is the SHA-256 of exactly the bytes the signature covers,
 	// for the audit log.

@@ -14,7 +14,7 @@ import (
 )
 
 // The fuzz targets check the parser's contract: no panic; on error, nil and
-// a *RequestError wrapping one sentinel; on success, what the exchange
+// a short *RequestError wrapping one sentinel; on success, what the exchange
 // receives after signing, read back the same way (and by Go's own URL and
 // JSON parsers), is what policy saw plus the agent's parameters. Their
 // seed corpora are in testdata/fuzz.
@@ -30,6 +30,8 @@ func checkRefusal(t *testing.T, p *Parsed, err error) {
 		t.Fatalf("Parse error %v is not a *RequestError", err)
 	case !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrAmbiguous) && !errors.Is(err, ErrUnsupported):
 		t.Fatalf("Parse error %v wraps no sentinel", err)
+	case len(err.Error()) > maxErrorText:
+		t.Fatalf("Parse error is %d bytes: %.200s…", len(err.Error()), err)
 	}
 }
 

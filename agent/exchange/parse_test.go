@@ -148,6 +148,7 @@ func TestParseRefuses(t *testing.T) {
 		{"binance WS body", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Body: []byte("a=1")}, ErrMalformed, "in Query"},
 		{"binance WS method name", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order/place"}, ErrMalformed, "WebSocket API method"},
 		{"binance WS ampersand", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: "newClientOrderId=a%26symbol%3DX"}, ErrAmbiguous, "does not escape"},
+		{"binance WS too many parameters", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: numbered(maxBinanceWSParams + 1)}, ErrMalformed, "at most 251"},
 		{"binance WS apiKey given", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: "apiKey=x"}, ErrAmbiguous, "added by the agent"},
 		{"okx WS path", OKX, &Request{Method: WS, Host: "ws.okx.com", Path: "subscribe"}, ErrMalformed, `"login"`},
 		{"okx WS parameters", OKX, &Request{Method: WS, Host: "ws.okx.com", Path: "login", Query: "a=1"}, ErrMalformed, "no parameters"},
@@ -178,6 +179,29 @@ func TestParseRefuses(t *testing.T) {
 	}
 }
 
+// numbered returns the query a0=1&a1=1&… of n parameters.
+func numbered(n int) string {
+	q := make([]string, n)
+	for i := range q {
+		q[i] = fmt.Sprintf("a%d=1", i)
+	}
+	return strings.Join(q, "&")
+}
+
+// TestBinanceWSParamsFit: the largest Binance WS request Parse accepts
+// signs into MaxSignedParams parameters, what the agent's answer can
+// count; one more parameter is refused (TestParseRefuses).
+func TestBinanceWSParamsFit(t *testing.T) {
+	p, err := Parse(Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: "order.place", Query: numbered(maxBinanceWSParams)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Sign(testKeys(t)["binance-hmac"], p, now, 1)
+	if err != nil || len(s.Params) != MaxSignedParams {
+		t.Fatalf("Sign = %d parameters, %v; want %d", len(s.Params), err, MaxSignedParams)
+	}
+}
+
 func manyMembers(n int) string {
 	var b strings.Builder
 	for i := range n {
@@ -187,6 +211,43 @@ func manyMembers(n int) string {
 		fmt.Fprintf(&b, `"a%d":1`, i)
 	}
 	return b.String()
+}
+
+// maxErrorText bounds a refusal's text: the agent sends it in an error
+// frame, whose message holds at most 65535 bytes, and writes it to the
+// audit trail.
+const maxErrorText = 2048
+
+// TestParseRefusesLongInput: a refusal quotes at most MaxEcho bytes of
+// the request, however long the path, name or value it is about. Quoted
+// whole, each of these made a message over 65535 bytes, which the agent
+// could not encode into its error frame.
+func TestParseRefusesLongInput(t *testing.T) {
+	long := strings.Repeat("a", MaxQuerySize)
+	for _, tt := range []struct {
+		name string
+		x    Exchange
+		r    *Request
+	}{
+		{"query without =", Binance, binanceGET(long)},
+		{"long name, bad byte", Binance, binanceGET(long[:MaxQuerySize-3] + "!=1")},
+		{"long name, '+' in value", Binance, binanceGET(long[:MaxQuerySize-4] + "=a+b")},
+		{"path without /", Binance, withPath(binanceGET(""), strings.Repeat("\x00", 0xffff))},
+		{"WS method", Binance, &Request{Method: WS, Host: "ws-api.binance.com", Path: strings.Repeat("\x7f", 0xffff)}},
+		{"symbol not a string", OKX, okxPOST(`{"instId":[` + strings.Repeat("1,", MaxBodySize/2-16) + `1]}`)},
+		{"duplicate member", OKX, okxPOST(`{"` + long[:MaxBodySize/2-8] + `":1,"` + long[:MaxBodySize/2-8] + `":2}`)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse(tt.x, tt.r)
+			var re *RequestError
+			if p != nil || !errors.As(err, &re) {
+				t.Fatalf("Parse = %v, %v; want a *RequestError", p, err)
+			}
+			if n := len(err.Error()); n > maxErrorText {
+				t.Fatalf("the refusal is %d bytes, more than %d: %.200s…", n, maxErrorText, err)
+			}
+		})
+	}
 }
 
 // TestParse checks what Parse reports of requests it accepts.

@@ -344,15 +344,21 @@ func (*Stored) Type() Type { return TypeStored }
 
 func (m *Put) fields(c *codec) {
 	c.str8(&m.Name, "name")
-	f := uint8(m.Flags)
+	putOptions(c, &m.Flags, &m.Expires, &m.Grace)
+	c.bytes32(&m.Value, MaxSecretSize, "value")
+}
+
+// putOptions codes the flags, expiry and grace of a [Put] or a
+// [PutCredential].
+func putOptions(c *codec, flags *PutFlags, expires *int64, grace *uint32) {
+	f := uint8(*flags)
 	c.u8(&f, "flags")
 	if c.decoding() && c.err == nil && PutFlags(f)&^putFlagsDefined != 0 {
 		c.fail("flags %#02x has undefined bits", f)
 	}
-	m.Flags = PutFlags(f)
-	c.i64(&m.Expires, "expires")
-	c.u32(&m.Grace, "grace")
-	c.bytes32(&m.Value, MaxSecretSize, "value")
+	*flags = PutFlags(f)
+	c.i64(expires, "expires")
+	c.u32(grace, "grace")
 }
 
 func (m *Stored) fields(c *codec) {
@@ -582,14 +588,7 @@ func (*PutCredential) Type() Type { return TypePutCredential }
 
 func (m *PutCredential) fields(c *codec) {
 	c.str8(&m.Name, "name")
-	f := uint8(m.Flags)
-	c.u8(&f, "flags")
-	if c.decoding() && c.err == nil && PutFlags(f)&^putFlagsDefined != 0 {
-		c.fail("flags %#02x has undefined bits", f)
-	}
-	m.Flags = PutFlags(f)
-	c.i64(&m.Expires, "expires")
-	c.u32(&m.Grace, "grace")
+	putOptions(c, &m.Flags, &m.Expires, &m.Grace)
 	c.str8(&m.Exchange, "exchange")
 	c.str16(&m.APIKey, "api_key")
 	c.bytes32(&m.Value, MaxSecretSize, "value")
