@@ -49,7 +49,7 @@ func (c *conn) auditDecision(op, name string, version uint32, decision audit.Dec
 // auditEvent records a decision that no policy rule made.
 func (c *conn) auditEvent(op, name string, version uint32, decision audit.Decision, code wire.Code, reason string) {
 	c.rec = auditRecord{set: true, code: code, ev: audit.Event{
-		Op: op, Decision: decision, Secret: name, Version: version, Reason: reason,
+		Op: op, Decision: decision, Secret: name, Version: version, Reason: clipText(reason),
 	}}
 	if code != 0 {
 		c.rec.ev.Code = code.String()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/exchange"
@@ -226,6 +227,7 @@ func (c *conn) logReadError(err error, started bool) {
 func (c *conn) handle(out []byte, t wire.Type, id uint32, body []byte, hello *bool) (_ []byte, keep bool) {
 	s := c.s
 	badRequest := func(msg string) []byte {
+		msg = clipText(msg)
 		c.auditEvent(t.String(), "", 0, audit.Error, wire.CodeBadRequest, msg)
 		return wire.AppendFrame(out, id, &wire.Error{Code: wire.CodeBadRequest, Message: msg})
 	}
@@ -317,6 +319,26 @@ func requestName(m wire.Message) string {
 
 func errorMessage(code wire.Code) *wire.Error {
 	return &wire.Error{Code: code, Message: code.Message()}
+}
+
+// maxClipText bounds the text of an error answer and what the audit
+// trail quotes of a request: text made from a caller's request (an
+// exchange parser's refusal, a scope's reason, a bad frame, a raw path)
+// must neither overflow an answer's 65,535-byte message, which would stop
+// the agent, nor fill the audit trail.
+const maxClipText = 1024
+
+// clipText returns msg cut to maxClipText bytes, on a character
+// boundary, with "…" where it was cut.
+func clipText(msg string) string {
+	if len(msg) <= maxClipText {
+		return msg
+	}
+	cut := maxClipText - len("…")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 // get answers a get request. A caller without rights gets denied whether

@@ -94,6 +94,7 @@ func (c *conn) held(out []byte, id uint32, req, name string, version uint32, d p
 // refuse answers an allowed request that cannot be served, with a message
 // for the caller, who may use the name.
 func (c *conn) refuse(out []byte, id uint32, req, name string, version uint32, d policy.Decision, code wire.Code, msg string) []byte {
+	msg = clipText(msg)
 	c.auditDecision(req, name, version, audit.Error, code, d)
 	c.rec.ev.Reason = msg
 	return wire.AppendFrame(out, id, &wire.Error{Code: code, Message: msg})
@@ -133,10 +134,10 @@ func (c *conn) sign(out []byte, id uint32, pol *policy.Policy, m *wire.Sign) []b
 	parsed, err := exchange.Parse(exchange.Exchange(cred.info.Exchange), &req)
 	if err != nil {
 		out = c.refuse(out, id, "sign", m.Name, version, gate, wire.CodeBadRequest, err.Error())
-		c.rec.ev.Signed = &audit.Signed{Exchange: cred.info.Exchange, Method: m.Method, Path: m.Path}
+		c.rec.ev.Signed = &audit.Signed{Exchange: cred.info.Exchange, Method: clipText(m.Method), Path: clipText(m.Path)}
 		return out
 	}
-	asked := &audit.Signed{Exchange: cred.info.Exchange, Method: parsed.Method, Path: parsed.Path, Params: paramNames(parsed)}
+	asked := &audit.Signed{Exchange: cred.info.Exchange, Method: parsed.Method, Path: clipText(parsed.Path), Params: paramNames(parsed)}
 	d, refused, ok := c.admit(out, id, "sign", m.Name, pol.DecideSign(c.peer, m.Name, parsed))
 	if !ok {
 		c.rec.ev.Version, c.rec.ev.Signed = version, asked

@@ -200,6 +200,12 @@ func TestSignThroughAgent(t *testing.T) {
 		{"no rule", "kraken/other", req, client.ErrDenied, ""},
 		{"no rule, and absent", "nothing/here", req, client.ErrDenied, ""},
 		{"a missing credential the caller may sign with", "binance/missing", req, client.ErrNotFound, ""},
+		// Refusals quote the request: cut, not an answer too long to send
+		// (which stopped the agent) nor 64 KiB in the audit trail.
+		{"a 64 KiB query without '='", "binance/mm", client.SignRequest{Method: "GET", Host: "api.binance.com", Path: "/api/v3/account",
+			Query: strings.Repeat("q", 64<<10)}, client.ErrBadRequest, "has no '='"},
+		{"a 60 KB path", "binance/mm", client.SignRequest{Method: "POST", Host: "api.binance.com", Path: "/api/v3/order/" + strings.Repeat("a", 60000),
+			Body: []byte(order)}, client.ErrBadRequest, "more than the limit"},
 	}
 	for _, r := range refusals {
 		_, err := c.Sign(ctx, r.name, r.req)
@@ -240,6 +246,11 @@ func TestSignThroughAgent(t *testing.T) {
 		t.Errorf("%d allowed sign events, want 4 (one per signature)", signed)
 	}
 	trail := a.audit.String()
+	for line := range strings.Lines(trail) {
+		if len(line) > 4096 {
+			t.Errorf("an audit event of %d bytes: %.300s…", len(line), line)
+		}
+	}
 	sig := got.Query + string(got.Body)
 	for _, leak := range []string{binanceSecret, "mac-secret", sig[strings.LastIndex(sig, "signature=")+len("signature="):]} {
 		if strings.Contains(trail, leak) {
