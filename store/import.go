@@ -136,18 +136,10 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 		if err := ctx.Err(); err != nil {
 			return nil, nil, t.abort(err)
 		}
-		switch {
-		case errs[i] != nil:
-			continue
-		case newest[b.Name] != i:
-			errs[i] = fmt.Errorf("%w: a newer bundle for %s is imported with it", ErrReplay, b.Name)
-			continue
-		case replay(b.Name, b.Counter, counters[b.Name]) != nil:
-			errs[i] = replay(b.Name, b.Counter, counters[b.Name])
-			continue
-		case b.Counter > uint64(s.cfg.Now().Add(MaxCounterSkew).UnixNano()):
-			errs[i] = fmt.Errorf("%w: the bundle for %s was sealed %s, more than %v ahead of this host's clock; check the workstation's clock",
-				ErrFuture, b.Name, counterTime(b.Counter), MaxCounterSkew)
+		if errs[i] == nil {
+			errs[i] = s.checkOrder(b, newest[b.Name] == i, counters[b.Name])
+		}
+		if errs[i] != nil {
 			continue
 		}
 		e, sidecars, err := s.sealImported(ctx, kit, b, versions[b.Name], values[i], opts)
@@ -176,6 +168,23 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 		return nil, nil, err
 	}
 	return imported, errs, nil
+}
+
+// checkOrder refuses a bundle that is not the newest of its name among
+// those imported together, not newer than the last one imported (last),
+// or sealed too far ahead of the host's clock.
+func (s *Store) checkOrder(b *fleet.Bundle, newest bool, last uint64) error {
+	if !newest {
+		return fmt.Errorf("%w: a newer bundle for %s is imported with it", ErrReplay, b.Name)
+	}
+	if err := replay(b.Name, b.Counter, last); err != nil {
+		return err
+	}
+	if b.Counter > uint64(s.cfg.Now().Add(MaxCounterSkew).UnixNano()) {
+		return fmt.Errorf("%w: the bundle for %s was sealed %s, more than %v ahead of this host's clock; check the workstation's clock",
+			ErrFuture, b.Name, counterTime(b.Counter), MaxCounterSkew)
+	}
+	return nil
 }
 
 // sealImported seals the value of a bundle as the next version of its
