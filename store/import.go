@@ -316,10 +316,9 @@ func (s *Store) ImportInbox(ctx context.Context, dir string, opts ImportOptions)
 	if len(results) == 0 {
 		return nil, nil
 	}
+	// The inbox itself, as the directory of a bundle in it, and every
+	// directory above it.
 	if err := trust.CheckDirs("inbox", filepath.Join(dir, "bundle")); err != nil {
-		return nil, err
-	}
-	if err := checkInboxDir(dir); err != nil {
 		return nil, err
 	}
 	var bundles []*fleet.Bundle
@@ -351,19 +350,6 @@ func (s *Store) ImportInbox(ctx context.Context, dir string, opts ImportOptions)
 		}
 	}
 	return results, syncDir(dir)
-}
-
-// checkInboxDir refuses an inbox that someone besides root and this user
-// could write to.
-func checkInboxDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("inbox %s is not a directory", dir)
-	}
-	return trust.CheckInfo("inbox directory", dir, fi, trust.Public)
 }
 
 // ReadBundleFile reads and parses a bundle file, refusing what is not a
