@@ -152,22 +152,9 @@ func (sg *Signer) setup(u *URI) error {
 
 // find returns the one object of class with the label and id given.
 func (sg *Signer) find(class uint, label string, id []byte) (pkcs11.ObjectHandle, error) {
-	p, t := sg.t.mod.ctx, sg.t
-	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
-	if label != "" {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
-	}
-	if len(id) > 0 {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, id))
-	}
+	t := sg.t
 	what := map[uint]string{pkcs11.CKO_PRIVATE_KEY: "private key", pkcs11.CKO_PUBLIC_KEY: "public key"}[class]
-	if err := p.FindObjectsInit(sg.s, tmpl); err != nil {
-		return 0, fmt.Errorf("hsm: search token %q for %s %s: %w", t.tokenLabel, what, keyName(label, id), err)
-	}
-	found, _, err := p.FindObjects(sg.s, 2)
-	if ferr := p.FindObjectsFinal(sg.s); err == nil {
-		err = ferr
-	}
+	found, err := t.findObjects(sg.s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}, label, id, 2)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("hsm: search token %q for %s %s: %w", t.tokenLabel, what, keyName(label, id), err)

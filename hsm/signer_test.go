@@ -8,7 +8,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
-	"os/exec"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
@@ -19,12 +18,8 @@ import (
 // operator would (opensc).
 func keyPair(t *testing.T, tok *testenv.SoftHSMToken, keyType, label string) {
 	t.Helper()
-	tool := testenv.Require(t, "pkcs11-tool")
-	out, err := exec.Command(tool, "--module", tok.ModulePath, "--token-label", tok.Label, "--login", "--pin", string(tok.PIN),
-		"--keypairgen", "--key-type", keyType, "--label", label, "--id", "0a").CombinedOutput()
-	if err != nil {
-		t.Fatalf("pkcs11-tool --keypairgen %s: %v\n%s", keyType, err, out)
-	}
+	run(t, testenv.Require(t, "pkcs11-tool"), "--module", tok.ModulePath, "--token-label", tok.Label, "--login", "--pin", string(tok.PIN),
+		"--keypairgen", "--key-type", keyType, "--label", label, "--id", "0a")
 }
 
 func TestSigner(t *testing.T) {

@@ -454,13 +454,11 @@ func (t *Token) pinLockedError() error {
 // maxKeys bounds how many matching keys findKey collects.
 const maxKeys = 16
 
-// findKey returns the one AES secret key with the given label and/or id.
-func (t *Token) findKey(s pkcs11.SessionHandle, label string, id []byte) (pkcs11.ObjectHandle, error) {
+// findObjects returns the objects that have the attributes of tmpl and
+// the given label and/or id: all of them, or at least limit when there
+// are more.
+func (t *Token) findObjects(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute, label string, id []byte, limit int) ([]pkcs11.ObjectHandle, error) {
 	p := t.mod.ctx
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-	}
 	if label != "" {
 		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
 	}
@@ -468,13 +466,13 @@ func (t *Token) findKey(s pkcs11.SessionHandle, label string, id []byte) (pkcs11
 		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, id))
 	}
 	if err := p.FindObjectsInit(s, tmpl); err != nil {
-		return 0, fmt.Errorf("hsm: search token %q for key %s: %w", t.tokenLabel, keyName(label, id), err)
+		return nil, err
 	}
 	var found []pkcs11.ObjectHandle
 	var err error
-	for len(found) < maxKeys {
+	for len(found) < limit {
 		var batch []pkcs11.ObjectHandle
-		batch, _, err = p.FindObjects(s, maxKeys)
+		batch, _, err = p.FindObjects(s, limit)
 		if err != nil || len(batch) == 0 {
 			break
 		}
@@ -483,6 +481,15 @@ func (t *Token) findKey(s pkcs11.SessionHandle, label string, id []byte) (pkcs11
 	if ferr := p.FindObjectsFinal(s); err == nil {
 		err = ferr
 	}
+	return found, err
+}
+
+// findKey returns the one AES secret key with the given label and/or id.
+func (t *Token) findKey(s pkcs11.SessionHandle, label string, id []byte) (pkcs11.ObjectHandle, error) {
+	found, err := t.findObjects(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+	}, label, id, maxKeys)
 	if err != nil {
 		return 0, fmt.Errorf("hsm: search token %q for key %s: %w", t.tokenLabel, keyName(label, id), err)
 	}

@@ -136,18 +136,10 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 		if err := ctx.Err(); err != nil {
 			return nil, nil, t.abort(err)
 		}
-		switch {
-		case errs[i] != nil:
-			continue
-		case newest[b.Name] != i:
-			errs[i] = fmt.Errorf("%w: a newer bundle for %s is imported with it", ErrReplay, b.Name)
-			continue
-		case replay(b.Name, b.Counter, counters[b.Name]) != nil:
-			errs[i] = replay(b.Name, b.Counter, counters[b.Name])
-			continue
-		case b.Counter > uint64(s.cfg.Now().Add(MaxCounterSkew).UnixNano()):
-			errs[i] = fmt.Errorf("%w: the bundle for %s was sealed %s, more than %v ahead of this host's clock; check the workstation's clock",
-				ErrFuture, b.Name, counterTime(b.Counter), MaxCounterSkew)
+		if errs[i] == nil {
+			errs[i] = s.checkOrder(b, newest[b.Name] == i, counters[b.Name])
+		}
+		if errs[i] != nil {
 			continue
 		}
 		e, sidecars, err := s.sealImported(ctx, kit, b, versions[b.Name], values[i], opts)
@@ -176,6 +168,23 @@ func (s *Store) Import(ctx context.Context, bundles []*fleet.Bundle, opts Import
 		return nil, nil, err
 	}
 	return imported, errs, nil
+}
+
+// checkOrder refuses a bundle that is not the newest of its name among
+// those imported together, not newer than the last one imported (last),
+// or sealed too far ahead of the host's clock.
+func (s *Store) checkOrder(b *fleet.Bundle, newest bool, last uint64) error {
+	if !newest {
+		return fmt.Errorf("%w: a newer bundle for %s is imported with it", ErrReplay, b.Name)
+	}
+	if err := replay(b.Name, b.Counter, last); err != nil {
+		return err
+	}
+	if b.Counter > uint64(s.cfg.Now().Add(MaxCounterSkew).UnixNano()) {
+		return fmt.Errorf("%w: the bundle for %s was sealed %s, more than %v ahead of this host's clock; check the workstation's clock",
+			ErrFuture, b.Name, counterTime(b.Counter), MaxCounterSkew)
+	}
+	return nil
 }
 
 // sealImported seals the value of a bundle as the next version of its
@@ -307,10 +316,9 @@ func (s *Store) ImportInbox(ctx context.Context, dir string, opts ImportOptions)
 	if len(results) == 0 {
 		return nil, nil
 	}
+	// The inbox itself, as the directory of a bundle in it, and every
+	// directory above it.
 	if err := trust.CheckDirs("inbox", filepath.Join(dir, "bundle")); err != nil {
-		return nil, err
-	}
-	if err := checkInboxDir(dir); err != nil {
 		return nil, err
 	}
 	var bundles []*fleet.Bundle
@@ -342,19 +350,6 @@ func (s *Store) ImportInbox(ctx context.Context, dir string, opts ImportOptions)
 		}
 	}
 	return results, syncDir(dir)
-}
-
-// checkInboxDir refuses an inbox that someone besides root and this user
-// could write to.
-func checkInboxDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("inbox %s is not a directory", dir)
-	}
-	return trust.CheckInfo("inbox directory", dir, fi, trust.Public)
 }
 
 // ReadBundleFile reads and parses a bundle file, refusing what is not a

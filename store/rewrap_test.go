@@ -121,7 +121,7 @@ func TestKeyRecordAfterInterruptedRewrap(t *testing.T) {
 
 	// The finished rewrap, in a copy of the store.
 	done := filepath.Join(t.TempDir(), "done")
-	copyDir(t, s.Dir(), done)
+	storetest.CopyDir(t, s.Dir(), done)
 	sDone, err := store.New(store.Config{Dir: done, Backend: oldKey, Host: testHost})
 	if err != nil {
 		t.Fatal(err)
@@ -155,26 +155,6 @@ func TestKeyRecordAfterInterruptedRewrap(t *testing.T) {
 	for name, want := range map[string]string{"a": "value-a", "b": "value-b", "c": "value-c"} {
 		if got := mustOpen(t, s2, name, 0); got != want {
 			t.Errorf("Open(%s) under the new key = %q, want %q", name, got, want)
-		}
-	}
-}
-
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

@@ -107,7 +107,7 @@ func TestOpenPKCS11AfterInterruptedRewrap(t *testing.T) {
 	// The state a rewrap killed after its commit leaves: the new
 	// envelope and key record beside the old ones, and the marker.
 	done := filepath.Join(t.TempDir(), "done")
-	copyDir(t, cfg.Store.Dir, done)
+	storetest.CopyDir(t, cfg.Store.Dir, done)
 	sDone, err := store.New(store.Config{Dir: done, Backend: old, Host: storetest.TestHost})
 	if err != nil {
 		t.Fatal(err)
@@ -317,26 +317,6 @@ func TestOpenHSMTPM(t *testing.T) {
 	b = open(t, cfg, backend.Options{})
 	if _, ok := b.(*hsm.Token); !ok || b.KeyID() != id {
 		t.Errorf("Open(hsm+tpm) = %T %s, want the HSM key %s", b, b.KeyID(), id)
-	}
-}
-
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

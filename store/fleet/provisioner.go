@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -253,7 +254,7 @@ func ParsePrivateKeyFile(b []byte) (*Provisioner, error) {
 		return nil, fmt.Errorf("fleet: a provisioner key file is at most %d bytes", maxPrivateKeyFile)
 	}
 	block, rest := pem.Decode(b)
-	if block == nil || block.Type != "PRIVATE KEY" || len(strings.TrimSpace(string(rest))) != 0 {
+	if block == nil || block.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
 		return nil, errors.New("fleet: not a provisioner key file: want one PEM block \"PRIVATE KEY\" (PKCS #8)")
 	}
 	defer clear(block.Bytes)
