@@ -76,21 +76,6 @@ func (c *credential) destroy() {
 	}
 }
 
-// held looks up a version for a request and records the audit event when
-// there is none: the caller was allowed, so the code says why.
-func (c *conn) held(out []byte, id uint32, req, name string, version uint32, d policy.Decision) (*cacheVersion, []byte) {
-	v, code := c.s.cache.lookup(name, version, c.s.cfg.Now())
-	if v == nil {
-		decision := audit.Error
-		if code == wire.CodeExpired {
-			decision = audit.Deny
-		}
-		c.auditDecision(req, name, version, decision, code, d)
-		return nil, wire.AppendFrame(out, id, errorMessage(code))
-	}
-	return v, out
-}
-
 // refuse answers an allowed request that cannot be served, with a message
 // for the caller, who may use the name.
 func (c *conn) refuse(out []byte, id uint32, req, name string, version uint32, d policy.Decision, code wire.Code, msg string) []byte {
