@@ -153,14 +153,15 @@ func (c *conn) sign(out []byte, id uint32, pol *policy.Policy, m *wire.Sign) []b
 		c.rec.ev.Signed = asked
 		return out
 	}
+	fields := wireFields(wireFields(c.fields[:0], sg.Headers), sg.Params)
+	h := len(sg.Headers)
 	answer := &wire.Signed{Version: version, Exchange: cred.info.Exchange, APIKey: key.ID(),
-		Headers: wireFields(c.fields[:0], sg.Headers), Query: sg.Query, Body: sg.Body}
-	answer.Params = wireFields(answer.Headers[len(answer.Headers):], sg.Params)
+		Headers: fields[:h:h], Query: sg.Query, Body: sg.Body, Params: fields[h:]}
 	if !sg.Expires.IsZero() {
 		answer.ExpiresMS = sg.Expires.UnixMilli()
 	}
 	out = wire.AppendFrame(out, id, answer)
-	c.fields = answer.Params[:0]
+	c.fields = fields[:0]
 	c.auditDecision("sign", m.Name, version, audit.Allow, 0, d)
 	asked.Digest = sg.Digest
 	c.rec.ev.Signed = asked
