@@ -27,10 +27,7 @@ func (c *conn) adminError(out []byte, id uint32, req, name string, d policy.Deci
 	if err != nil {
 		c.s.log.Error(req+" failed", "secret", name, "peer", c.peer, "err", err)
 	}
-	msg = clipText(msg)
-	c.auditDecision(req, name, 0, audit.Error, code, d)
-	c.rec.ev.Reason = msg
-	return wire.AppendFrame(out, id, &wire.Error{Code: code, Message: msg})
+	return c.refuse(out, id, req, name, 0, d, code, msg)
 }
 
 // reload answers a Reload: the store is re-read, so that a change made

@@ -40,3 +40,12 @@ func (c *conn) admit(out []byte, id uint32, req, name string, d policy.Decision)
 	}
 	return d, nil, true
 }
+
+// refuse answers an allowed request that cannot be served, with a message
+// for the caller, who may use the name.
+func (c *conn) refuse(out []byte, id uint32, req, name string, version uint32, d policy.Decision, code wire.Code, msg string) []byte {
+	msg = clipText(msg)
+	c.auditDecision(req, name, version, audit.Error, code, d)
+	c.rec.ev.Reason = msg
+	return wire.AppendFrame(out, id, &wire.Error{Code: code, Message: msg})
+}

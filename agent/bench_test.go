@@ -18,6 +18,7 @@ import (
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
 	"github.com/keyward/keyward/client"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/storetest"
 )
 
@@ -44,20 +45,7 @@ func BenchmarkServe(b *testing.B) {
 
 	for _, conns := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			floor := measure(b, conns, func() func() error {
-				c, err := net.Dial("unix", echo)
-				if err != nil {
-					b.Fatal(err)
-				}
-				in := make([]byte, len(resp))
-				return func() error {
-					if _, err := c.Write(req); err != nil {
-						return err
-					}
-					_, err := io.ReadFull(c, in)
-					return err
-				}
-			})
+			floor := measure(b, conns, echoConn(b, echo, req, len(resp)))
 			getOn := func(sock string) func() func() error {
 				return func() func() error {
 					c, err := client.Dial(context.Background(), sock)
@@ -146,7 +134,12 @@ func benchAgent(b *testing.B, value string, m agent.Metrics) (socket string, sto
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := storetest.MemStore(b, map[string]string{"binance/mm-prod": value})
+	return serveBench(b, pol, storetest.MemStore(b, map[string]string{"binance/mm-prod": value}), m)
+}
+
+// serveBench serves what st holds under pol on a new socket, with the
+// audit trail written to /dev/null, counting into m if it is not nil.
+func serveBench(b *testing.B, pol *policy.Policy, st *store.Store, m agent.Metrics) (socket string, stop func()) {
 	cache, _, err := agent.LoadCache(context.Background(), st, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -172,6 +165,25 @@ func benchAgent(b *testing.B, value string, m agent.Metrics) (socket string, sto
 		srv.Close()
 		aw.Close(time.Second)
 		devnull.Close()
+	}
+}
+
+// echoConn returns connections to the echo server at path that send req
+// and read the respLen bytes of its answer: the floor's round trip.
+func echoConn(b *testing.B, path string, req []byte, respLen int) func() func() error {
+	return func() func() error {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in := make([]byte, respLen)
+		return func() error {
+			if _, err := c.Write(req); err != nil {
+				return err
+			}
+			_, err := io.ReadFull(c, in)
+			return err
+		}
 	}
 }
 

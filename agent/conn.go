@@ -341,6 +341,22 @@ func clipText(msg string) string {
 	return msg[:cut] + "…"
 }
 
+// held looks up a version for a request and records the audit event when
+// there is none: the caller was allowed, so the code says why. The
+// caller holds s.mu.
+func (c *conn) held(out []byte, id uint32, req, name string, version uint32, d policy.Decision) (*cacheVersion, []byte) {
+	v, code := c.s.cache.lookup(name, version, c.s.cfg.Now())
+	if v == nil {
+		decision := audit.Error
+		if code == wire.CodeExpired {
+			decision = audit.Deny
+		}
+		c.auditDecision(req, name, version, decision, code, d)
+		return nil, wire.AppendFrame(out, id, errorMessage(code))
+	}
+	return v, out
+}
+
 // get answers a get request. A caller without rights gets denied whether
 // or not the name exists.
 func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byte {
@@ -349,17 +365,11 @@ func (c *conn) get(out []byte, id uint32, pol *policy.Policy, m *wire.Get) []byt
 	if !ok {
 		return refused
 	}
-	now := s.cfg.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, code := s.cache.lookup(m.Name, m.Version, now)
+	v, refused := c.held(out, id, "get", m.Name, m.Version, d)
 	if v == nil {
-		decision := audit.Error
-		if code == wire.CodeExpired {
-			decision = audit.Deny
-		}
-		c.auditDecision("get", m.Name, m.Version, decision, code, d)
-		return wire.AppendFrame(out, id, errorMessage(code))
+		return refused
 	}
 	var exp int64
 	if !v.until.IsZero() {

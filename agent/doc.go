@@ -83,7 +83,7 @@
 //	server.go   Config, Server, New, Serve, Shutdown, Close, Harden
 //	admit.go    admission by uid at accept
 //	conn.go     one connection: read loop, deadlines, dispatch, get and list
-//	authorize.go the one authorization step: name, decision, rate
+//	authorize.go the one authorization step: name, decision, rate; refusing an allowed request
 //	admin.go    reload, put, remove, prune; store reloads and writes
 //	sign.go     Sign, HMAC, Describe, PutCredential; credentials in the cache
 //	nonce.go    exchange nonces per API key, kept growing across restarts by marks in the store

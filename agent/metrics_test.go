@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -57,13 +58,14 @@ func TestMetricsScrape(t *testing.T) {
 	if _, err := c.Get(context.Background(), "binance/none"); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("Get(binance/none) = %v, want not found", err)
 	}
-	after := scrapeAgent(t, url)
+	latency := `keyward_request_duration_seconds_count{op="get"}`
+	after := scrapeWhen(t, url, func(m map[string]float64) bool { return m[latency]-before[latency] >= 5 })
 	for series, want := range map[string]float64{get: 3, denied: 1, notFound: 1} {
 		if d := after[series] - before[series]; d != want {
 			t.Errorf("%s moved by %v, want %v", series, d, want)
 		}
 	}
-	if d := after[`keyward_request_duration_seconds_count{op="get"}`] - before[`keyward_request_duration_seconds_count{op="get"}`]; d != 5 {
+	if d := after[latency] - before[latency]; d != 5 {
 		t.Errorf("get latency observations moved by %v, want 5", d)
 	}
 	if after["keyward_connections_open"] != 1 {
@@ -92,11 +94,26 @@ func TestMetricsScrape(t *testing.T) {
 			break
 		}
 	}
-	final := scrapeAgent(t, url)
+	final := scrapeWhen(t, url, func(m map[string]float64) bool { return m["keyward_audit_events_dropped_total"] >= float64(refused) })
 	limited := `keyward_requests_total{code="rate_limited",decision="deny",op="get"}`
 	if final[limited] < 3 || final["keyward_audit_events_dropped_total"] != final[limited] {
 		t.Errorf("over the audit budget: %s = %v, keyward_audit_events_dropped_total = %v; want equal and at least 3",
 			limited, final[limited], final["keyward_audit_events_dropped_total"])
+	}
+}
+
+// scrapeWhen scrapes url until ready accepts the samples, for at most 10
+// seconds: the agent counts a request once it has answered it, so a
+// scrape made as soon as the client has its answer can miss it.
+func scrapeWhen(t *testing.T, url string, ready func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := scrapeAgent(t, url)
+		if ready(m) || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

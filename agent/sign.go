@@ -76,30 +76,6 @@ func (c *credential) destroy() {
 	}
 }
 
-// held looks up a version for a request and records the audit event when
-// there is none: the caller was allowed, so the code says why.
-func (c *conn) held(out []byte, id uint32, req, name string, version uint32, d policy.Decision) (*cacheVersion, []byte) {
-	v, code := c.s.cache.lookup(name, version, c.s.cfg.Now())
-	if v == nil {
-		decision := audit.Error
-		if code == wire.CodeExpired {
-			decision = audit.Deny
-		}
-		c.auditDecision(req, name, version, decision, code, d)
-		return nil, wire.AppendFrame(out, id, errorMessage(code))
-	}
-	return v, out
-}
-
-// refuse answers an allowed request that cannot be served, with a message
-// for the caller, who may use the name.
-func (c *conn) refuse(out []byte, id uint32, req, name string, version uint32, d policy.Decision, code wire.Code, msg string) []byte {
-	msg = clipText(msg)
-	c.auditDecision(req, name, version, audit.Error, code, d)
-	c.rec.ev.Reason = msg
-	return wire.AppendFrame(out, id, &wire.Error{Code: code, Message: msg})
-}
-
 var errNotCredential = "not an exchange credential: store it with keyward put --exchange"
 
 // sign answers a Sign.
@@ -177,14 +153,15 @@ func (c *conn) sign(out []byte, id uint32, pol *policy.Policy, m *wire.Sign) []b
 		c.rec.ev.Signed = asked
 		return out
 	}
+	fields := wireFields(wireFields(c.fields[:0], sg.Headers), sg.Params)
+	h := len(sg.Headers)
 	answer := &wire.Signed{Version: version, Exchange: cred.info.Exchange, APIKey: key.ID(),
-		Headers: wireFields(c.fields[:0], sg.Headers), Query: sg.Query, Body: sg.Body}
-	answer.Params = wireFields(answer.Headers[len(answer.Headers):], sg.Params)
+		Headers: fields[:h:h], Query: sg.Query, Body: sg.Body, Params: fields[h:]}
 	if !sg.Expires.IsZero() {
 		answer.ExpiresMS = sg.Expires.UnixMilli()
 	}
 	out = wire.AppendFrame(out, id, answer)
-	c.fields = answer.Params[:0]
+	c.fields = fields[:0]
 	c.auditDecision("sign", m.Name, version, audit.Allow, 0, d)
 	asked.Digest = sg.Digest
 	c.rec.ev.Signed = asked

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -20,7 +19,6 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	kwagent "github.com/keyward/keyward/agent"
-	"github.com/keyward/keyward/agent/audit"
 	"github.com/keyward/keyward/agent/exchange"
 	"github.com/keyward/keyward/agent/policy"
 	"github.com/keyward/keyward/agent/wire"
@@ -59,20 +57,6 @@ func BenchmarkSign(b *testing.B) {
 	req := wire.Marshal(1, &wire.Sign{Name: "binance/hmac", Method: "POST", Host: "api.binance.com", Path: "/api/v3/order", Body: order})
 	resp := wire.Marshal(1, &wire.Signed{Version: 1, Exchange: "binance", APIKey: s0.APIKey, Headers: []wire.Field{{Name: "X-MBX-APIKEY", Value: s0.APIKey}}, Body: s0.Body})
 	echo := echoServer(b, len(req), len(resp))
-	floorConn := func() func() error {
-		c, err := net.Dial("unix", echo)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in := make([]byte, len(resp))
-		return func() error {
-			if _, err := c.Write(req); err != nil {
-				return err
-			}
-			_, err := io.ReadFull(c, in)
-			return err
-		}
-	}
 	signConn := func(name string, r client.SignRequest) func() func() error {
 		return func() func() error {
 			c, err := client.Dial(context.Background(), sock)
@@ -98,7 +82,7 @@ func BenchmarkSign(b *testing.B) {
 	var hmac1 stats
 	for _, conns := range []int{1, 64} {
 		b.Run(fmt.Sprintf("hmac/conns=%d", conns), func(b *testing.B) {
-			floor := measure(b, conns, floorConn)
+			floor := measure(b, conns, echoConn(b, echo, req, len(resp)))
 			got := measure(b, conns, signConn("binance/hmac", binance))
 			report(b, got, floor)
 			if conns == 1 {
@@ -107,11 +91,11 @@ func BenchmarkSign(b *testing.B) {
 		})
 	}
 	b.Run("ed25519/conns=1", func(b *testing.B) {
-		floor := measure(b, 1, floorConn)
+		floor := measure(b, 1, echoConn(b, echo, req, len(resp)))
 		report(b, measure(b, 1, signConn("binance/ed25519", binance)), floor)
 	})
 	b.Run("es256/conns=1", func(b *testing.B) {
-		floor := measure(b, 1, floorConn)
+		floor := measure(b, 1, echoConn(b, echo, req, len(resp)))
 		report(b, measure(b, 1, signConn("coinbase/ecdsa", coinbase)), floor)
 	})
 	b.Run("ssh-agent-ed25519/conns=1", func(b *testing.B) {
@@ -159,32 +143,7 @@ requests = ["POST /api/v3/order", "POST /api/v3/brokerage/orders"]
 			b.Fatal(err)
 		}
 	}
-	cache, _, err := kwagent.LoadCache(context.Background(), st, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	aw := audit.New(devnull, nil)
-	srv, err := kwagent.New(kwagent.Config{Policy: pol, Audit: aw})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.SetCache(cache)
-	socket = filepath.Join(b.TempDir(), "agent.sock")
-	l, err := kwagent.Listen(kwagent.ListenConfig{Path: socket, GID: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	return socket, func() {
-		srv.Shutdown(context.Background())
-		srv.Close()
-		aw.Close(time.Second)
-		devnull.Close()
-	}
+	return serveBench(b, pol, st, nil)
 }
 
 func pkcs8PEM(b *testing.B, key any) []byte {
